@@ -1,0 +1,116 @@
+"""The exceptions of codemode_store: one root, one subclass per rejection.
+
+Every error carries the key it is about (``session_id``, ``cell_id``,
+``generation``) as attributes and names it in its message, so a log line alone
+tells which observation was refused.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyReleased",
+    "CellClosed",
+    "DatabaseBusy",
+    "DatabaseError",
+    "DuplicateCell",
+    "FutureGeneration",
+    "GenerationConflict",
+    "InvalidInput",
+    "NotADatabase",
+    "NotPending",
+    "NotReleasable",
+    "ObservationInProgress",
+    "SchemaError",
+    "StoreError",
+    "UnknownCell",
+]
+
+
+class StoreError(Exception):
+    """Root of every error the store raises.
+
+    ``detail`` is the reason; ``session_id``, ``cell_id`` and ``generation`` name
+    what it is about (``None`` where an error is not about one of them).
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        session_id: str | None = None,
+        cell_id: str | None = None,
+        generation: int | None = None,
+    ) -> None:
+        self.detail = detail
+        self.session_id = session_id
+        self.cell_id = cell_id
+        self.generation = generation
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = []
+        if self.session_id is not None:
+            where.append(f"session {self.session_id!r}")
+        if self.cell_id is not None:
+            where.append(f"cell {self.cell_id!r}")
+        if self.generation is not None:
+            where.append(f"generation {self.generation}")
+        if not where:
+            return self.detail
+        return f"{', '.join(where)}: {self.detail}"
+
+
+class InvalidInput(StoreError, ValueError):
+    """An argument is malformed; nothing was written."""
+
+
+class UnknownCell(StoreError, LookupError):
+    """The session does not know this cell."""
+
+
+class DuplicateCell(StoreError):
+    """``create_cell`` named a cell the session already has."""
+
+
+class FutureGeneration(StoreError):
+    """The generation is beyond the next one the cell can take."""
+
+
+class CellClosed(StoreError):
+    """The cell is closed: no later generation will come."""
+
+
+class ObservationInProgress(StoreError):
+    """The generation (or its predecessor) is still pending."""
+
+
+class NotPending(StoreError):
+    """``record`` or ``fail`` named a generation that is not pending."""
+
+
+class GenerationConflict(StoreError):
+    """A retry disagrees with what the store already holds for the generation."""
+
+
+class AlreadyReleased(StoreError):
+    """The generation was released: its payload is gone (Core is out of step)."""
+
+
+class NotReleasable(StoreError):
+    """The generation cannot be released (pending, failed, or non-terminal)."""
+
+
+class SchemaError(StoreError):
+    """The database schema is not one this version can use."""
+
+
+class DatabaseError(StoreError):
+    """The database itself refused the operation (I/O, disk full, read-only, ...)."""
+
+
+class NotADatabase(DatabaseError):
+    """The file is not a database this store can open; it was left untouched."""
+
+
+class DatabaseBusy(DatabaseError):
+    """The database stayed locked by another writer past the busy timeout."""

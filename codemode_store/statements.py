@@ -1,0 +1,208 @@
+"""The SQL of the operations, built once at import with bind parameters.
+
+No statement is assembled from user values: every value reaches the database
+as a bound parameter. ``with_for_update`` takes a row lock on PostgreSQL and
+renders nothing on SQLite, whose writers are already serialised by
+``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
+
+from .schema import cells, observations
+
+o = observations.c
+c = cells.c
+
+_cell_key = and_(c.session_id == bindparam("p_session_id"), c.cell_id == bindparam("p_cell_id"))
+_obs_cell = and_(o.session_id == bindparam("p_session_id"), o.cell_id == bindparam("p_cell_id"))
+_obs_key = and_(_obs_cell, o.generation == bindparam("p_generation"))
+
+#: The columns of an Observation, payload last (it may be large).
+OBSERVATION_COLUMNS = (
+    o.session_id,
+    o.cell_id,
+    o.generation,
+    o.state,
+    o.kind,
+    o.payload_bytes,
+    o.payload_sha256,
+    o.recorded_at,
+    o.released_at,
+    o.payload,
+)
+
+# -- cells -------------------------------------------------------------------
+
+insert_cell = insert(cells).values(
+    session_id=bindparam("p_session_id"),
+    cell_id=bindparam("p_cell_id"),
+    closed=False,
+    last_generation=None,
+    created_at=bindparam("p_now"),
+)
+
+lock_cell = select(c.closed, c.last_generation).where(_cell_key).with_for_update()
+
+read_cell = select(c.closed, c.last_generation).where(_cell_key)
+
+#: Advance an open cell to generation ``generation`` if that is its next one.
+advance_cell = (
+    update(cells)
+    .where(
+        _cell_key,
+        c.closed == False,  # noqa: E712 - SQL comparison, not Python
+        func.coalesce(c.last_generation, -1) == bindparam("p_previous"),
+    )
+    .values(last_generation=bindparam("p_generation"))
+)
+
+close_cell = update(cells).where(_cell_key).values(closed=True)
+
+# -- observations ------------------------------------------------------------
+
+insert_pending = insert(observations).values(
+    session_id=bindparam("p_session_id"),
+    cell_id=bindparam("p_cell_id"),
+    generation=bindparam("p_generation"),
+    state="pending",
+    begun_at=bindparam("p_now"),
+    request=bindparam("p_request"),
+)
+
+read_observation = select(*OBSERVATION_COLUMNS, o.request).where(_obs_key)
+
+#: The cell and, if it exists, one of its generations, in one round trip.
+read_cell_and_observation = (
+    select(c.closed, c.last_generation, *OBSERVATION_COLUMNS)
+    .select_from(
+        cells.outerjoin(
+            observations,
+            and_(
+                o.session_id == c.session_id,
+                o.cell_id == c.cell_id,
+                o.generation == bindparam("p_generation"),
+            ),
+        )
+    )
+    .where(_cell_key)
+)
+
+read_state = select(o.state, o.kind).where(_obs_key)
+
+read_history = select(*OBSERVATION_COLUMNS).where(_obs_cell).order_by(o.generation)
+
+read_pending = (
+    select(*OBSERVATION_COLUMNS).where(o.state == "pending").order_by(o.session_id, o.cell_id, o.generation)
+)
+
+record = (
+    update(observations)
+    .where(_obs_key, o.state == "pending")
+    .values(
+        state="retained",
+        kind=bindparam("p_kind"),
+        payload=bindparam("p_payload"),
+        payload_bytes=bindparam("p_payload_bytes"),
+        payload_sha256=bindparam("p_payload_sha256"),
+        recorded_at=bindparam("p_now"),
+    )
+)
+
+fail = (
+    update(observations)
+    .where(_obs_key, o.state == "pending")
+    .values(
+        state="failed",
+        payload=bindparam("p_payload"),
+        payload_bytes=bindparam("p_payload_bytes"),
+        payload_sha256=bindparam("p_payload_sha256"),
+        recorded_at=bindparam("p_now"),
+    )
+)
+
+fail_all_pending = (
+    update(observations)
+    .where(o.state == "pending")
+    .values(
+        state="failed",
+        payload=bindparam("p_payload"),
+        payload_bytes=bindparam("p_payload_bytes"),
+        payload_sha256=bindparam("p_payload_sha256"),
+        recorded_at=bindparam("p_now"),
+    )
+)
+
+_drop_payload: dict[str, Any] = {"state": "released", "payload": None, "released_at": bindparam("p_now")}
+
+#: Release a terminal outcome: the common case of ``release`` in one statement.
+release_terminal = (
+    update(observations)
+    .where(_obs_key, o.payload.is_not(None), o.kind.in_(("completed", "terminated")))
+    .values(**_drop_payload)
+)
+
+#: Release whatever a payload-holding generation holds (guarded, idempotent).
+release_any = update(observations).where(_obs_key, o.payload.is_not(None)).values(**_drop_payload)
+
+lock_session_cells = select(c.cell_id).where(c.session_id == bindparam("p_session_id")).with_for_update()
+
+delete_session_observations = delete(observations).where(o.session_id == bindparam("p_session_id"))
+delete_session_cells = delete(cells).where(c.session_id == bindparam("p_session_id"))
+
+# -- summaries ---------------------------------------------------------------
+
+_holds_payload = o.state.in_(("retained", "failed"))
+
+_per_cell = (
+    select(
+        o.session_id,
+        o.cell_id,
+        func.count().label("observations"),
+        func.coalesce(func.sum(case((_holds_payload, o.payload_bytes), else_=0)), 0).label("retained_bytes"),
+        func.max(o.begun_at).label("last_begun"),
+        func.max(o.recorded_at).label("last_recorded"),
+        func.max(o.released_at).label("last_released"),
+    )
+    .group_by(o.session_id, o.cell_id)
+    .subquery("per_cell")
+)
+
+_last = observations.alias("last_observation")
+
+#: One row a cell: its flags, its last generation's state and kind, its totals.
+cell_summaries = (
+    select(
+        c.session_id,
+        c.cell_id,
+        c.closed,
+        c.last_generation,
+        _last.c.state,
+        _last.c.kind,
+        func.coalesce(_per_cell.c.observations, 0),
+        func.coalesce(_per_cell.c.retained_bytes, 0),
+        c.created_at,
+        _per_cell.c.last_begun,
+        _per_cell.c.last_recorded,
+        _per_cell.c.last_released,
+    )
+    .select_from(
+        cells.outerjoin(
+            _per_cell,
+            and_(_per_cell.c.session_id == c.session_id, _per_cell.c.cell_id == c.cell_id),
+        ).outerjoin(
+            _last,
+            and_(
+                _last.c.session_id == c.session_id,
+                _last.c.cell_id == c.cell_id,
+                _last.c.generation == c.last_generation,
+            ),
+        )
+    )
+    .order_by(c.session_id, c.created_at, c.cell_id)
+)
+
+cell_summaries_of_session = cell_summaries.where(c.session_id == bindparam("p_session_id"))

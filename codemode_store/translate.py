@@ -1,0 +1,43 @@
+"""The one boundary where driver errors become ``StoreError`` subclasses.
+
+No SQLAlchemy or DB-API exception leaves the public API: each is re-raised as
+:class:`DatabaseBusy`, :class:`NotADatabase` or :class:`DatabaseError`, with
+the key of the operation and the driver's own words, chained with ``from``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from .errors import DatabaseBusy, DatabaseError, NotADatabase, StoreError
+
+__all__ = ["errors_of_database", "translate"]
+
+_BUSY = ("database is locked", "database is busy", "deadlock detected", "could not serialize", "lock timeout")
+_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed", "not a database")
+
+
+def translate(exc: SQLAlchemyError, **key: object) -> StoreError:
+    """Return the ``StoreError`` that stands for a driver error."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    words = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    lowered = words.lower()
+    error_class: type[DatabaseError] = DatabaseError
+    if any(marker in lowered for marker in _BUSY):
+        error_class = DatabaseBusy
+        words = f"{words} (another writer held the lock past the busy timeout)"
+    elif any(marker in lowered for marker in _NOT_A_DATABASE):
+        error_class = NotADatabase
+    return error_class(f"database error: {words}", **key)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def errors_of_database(**key: object) -> Iterator[None]:
+    """Re-raise SQLAlchemy errors raised inside the block as ``StoreError``."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise translate(exc, **key) from exc

@@ -1,0 +1,1 @@
+"""Alembic migrations of codemode_store (installed as ``codemode_store.migrations``)."""

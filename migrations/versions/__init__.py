@@ -1,0 +1,1 @@
+"""Alembic revisions of codemode_store, oldest first."""
