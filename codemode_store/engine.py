@@ -102,6 +102,9 @@ def _configure_sqlite(engine: Engine, *, durability: Durability, busy_timeout: f
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            # Takes effect only on a database with no table yet (a new file), so
+            # that freed pages can be given back without rewriting the file.
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
