@@ -1,25 +1,39 @@
 """Engines: turn a path or URL into a configured SQLAlchemy engine.
 
 Everything that differs between SQLite and PostgreSQL at the connection level
-lives here: SQLite's pragmas (WAL, busy timeout, synchronous, foreign keys) in
-one ``connect`` listener, its ``BEGIN IMMEDIATE`` in one ``begin`` listener,
-the 0600 mode of a new database file, and the way driver errors become
-:class:`~codemode_store.errors.StoreError` subclasses.
+lives here: SQLite's per-connection pragmas (busy timeout, synchronous, foreign
+keys) in one ``connect`` listener, its ``BEGIN IMMEDIATE`` in one ``begin``
+listener, the settings a SQLite file keeps (WAL, incremental auto-vacuum), and
+the 0600 mode of a new database file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from .errors import InvalidInput
+from .dialects import postgres_connect_args
+from .errors import DatabaseError, InvalidInput
 
-__all__ = ["READ_ONLY", "Durability", "build_engine", "is_sqlite", "to_url"]
+__all__ = [
+    "READ_ONLY",
+    "Durability",
+    "IdleConnections",
+    "build_engine",
+    "configure_sqlite",
+    "is_memory",
+    "is_sqlite",
+    "prepare_sqlite_file",
+    "to_url",
+]
 
 Durability = Literal["normal", "full"]
 
@@ -51,7 +65,8 @@ def is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
-def _is_memory(url: URL) -> bool:
+def is_memory(url: URL) -> bool:
+    """Tell whether ``url`` names an in-memory SQLite database."""
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
 
 
@@ -64,14 +79,23 @@ def build_engine(
     """Return an engine for ``url`` with the store's connection settings."""
     if durability not in ("normal", "full"):
         raise InvalidInput(f"durability must be 'normal' or 'full', not {durability!r}")
-    if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True)
-    if _is_memory(url):
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    else:
-        _create_private_file(Path(url.database or ""))
-        engine = create_engine(url, connect_args={"check_same_thread": False})
-    _configure_sqlite(engine, durability=durability, busy_timeout=busy_timeout)
+    try:
+        if url.get_backend_name() == "postgresql":
+            return create_engine(
+                url, pool_pre_ping=True, connect_args=postgres_connect_args(url, busy_timeout)
+            )
+        if not is_sqlite(url):
+            return create_engine(url, pool_pre_ping=True)
+        if is_memory(url):
+            engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        else:
+            _create_private_file(Path(url.database or ""))
+            engine = create_engine(url, connect_args={"check_same_thread": False})
+    except ImportError as exc:
+        raise DatabaseError(f"the driver of {url.drivername!r} is not installed: {exc}") from exc
+    except SQLAlchemyError as exc:  # an unknown dialect or a bad option in the URL
+        raise InvalidInput(f"cannot use database URL {url.render_as_string()!r}: {exc}") from exc
+    configure_sqlite(engine, durability=durability, busy_timeout=busy_timeout)
     return engine
 
 
@@ -90,7 +114,12 @@ def _create_private_file(path: Path) -> None:
     os.close(fd)
 
 
-def _configure_sqlite(engine: Engine, *, durability: Durability, busy_timeout: float) -> None:
+def configure_sqlite(engine: Engine, *, durability: Durability, busy_timeout: float) -> None:
+    """Attach the store's SQLite ``connect`` and ``begin`` listeners to ``engine``.
+
+    ``engine`` may be the ``sync_engine`` of an asyncio engine: the listeners see
+    the same DB-API calls through the async driver's adapter.
+    """
     synchronous = "FULL" if durability == "full" else "NORMAL"
     timeout_ms = int(busy_timeout * 1000)
 
@@ -99,21 +128,95 @@ def _configure_sqlite(engine: Engine, *, durability: Durability, busy_timeout: f
         # Let SQLAlchemy's begin listener below own the transactions: pysqlite's
         # own implicit BEGIN would leave reads outside the transaction.
         dbapi_connection.isolation_level = None
+        # Only settings of the connection here: none of them reads or writes the
+        # file, so a file that is not ours is left untouched until the schema
+        # check has looked at it (see prepare_sqlite_file for the file's own).
+        # Through a DB-API cursor, which the aiosqlite adapter offers as well.
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            # Takes effect only on a database with no table yet (a new file), so
-            # that freed pages can be given back without rewriting the file.
-            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
 
     @event.listens_for(engine, "begin")
-    def on_begin(connection: Any) -> None:
+    def on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get(READ_ONLY):
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def prepare_sqlite_file(conn: Connection) -> None:
+    """Give a SQLite file the settings it keeps: incremental auto-vacuum and WAL.
+
+    Run by the schema runner outside any transaction (WAL cannot be turned on
+    inside one), only once the file is known to be a store: both settings
+    rewrite the file header, which a foreign or newer file must not suffer.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    # Takes effect only while the file has no table yet (a new store), so that
+    # freed pages can be given back later without rewriting the whole file.
+    driver.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    driver.execute("PRAGMA journal_mode = WAL")
+
+
+class IdleConnections:
+    """A few connections of one engine kept open between transactions, for reuse.
+
+    Checking a connection out of SQLAlchemy's pool and back for every short
+    transaction costs about as much as the transaction's own statements; the
+    store takes one from here instead, one thread at a time. Only SQLite keeps
+    any (``keep`` is 0 otherwise): a server connection must go through the
+    pool's pre-ping. A connection is dropped, not kept, after an error and when
+    the engine was disposed since it was taken (its pool was replaced).
+    """
+
+    __slots__ = ("_engine", "_idle", "_keep")
+
+    def __init__(self, engine: Engine, keep: int = 2) -> None:
+        """Keep up to ``keep`` idle connections of ``engine`` (an engine with options, too)."""
+        self._engine = engine
+        self._keep = keep if is_sqlite(engine.url) else 0
+        self._idle: list[tuple[Any, Connection]] = []
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """Lend a connection for one transaction; it goes back here unless the block raised."""
+        pool = self._engine.pool
+        conn = self._take(pool)
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        # list.append and list.pop are atomic: no lock between threads is needed,
+        # and overshooting ``keep`` by a connection or two in a race is harmless.
+        if len(self._idle) < self._keep and not conn.invalidated and not conn.in_transaction():
+            self._idle.append((pool, conn))
+        else:
+            conn.close()
+
+    def _take(self, pool: Any) -> Connection:
+        while self._idle:
+            try:
+                owner, conn = self._idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if owner is pool and not conn.invalidated:
+                return conn
+            conn.close()
+        return self._engine.connect()
+
+    def close(self) -> None:
+        """Close every idle connection (they go back to the engine's pool)."""
+        while self._idle:
+            try:
+                _owner, conn = self._idle.pop()
+            except IndexError:
+                break
+            conn.close()

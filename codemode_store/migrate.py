@@ -4,7 +4,8 @@ Opening a store costs one ``SELECT`` when the database is already at the head
 revision (``HEAD_REVISION``, kept equal to the scripts' head by a test); only an
 empty or older database loads Alembic's script directory and upgrades. A
 revision this version does not know raises :class:`SchemaError` and nothing is
-written.
+written; so does a SQLite file that holds tables but no revision (another
+program's database).
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
-from .engine import READ_ONLY
+from .dialects import lock_schema
+from .engine import READ_ONLY, prepare_sqlite_file
 from .errors import SchemaError
 
 __all__ = [
     "HEAD_REVISION",
     "alembic_config",
     "current_revision",
+    "downgrade",
     "ensure_schema",
     "foreign_keys_off",
     "history",
+    "migration_connection",
     "script_location",
     "upgrade",
 ]
@@ -38,6 +43,11 @@ __all__ = [
 HEAD_REVISION = "0001"
 
 _VERSION_QUERY = text("SELECT version_num FROM alembic_version")
+# SQLite's fast path also asks for the journal mode: a store at head whose file
+# was switched out of WAL behind its back takes the slow path, which restores it.
+_SQLITE_VERSION_QUERY = text(
+    "SELECT version_num, (SELECT journal_mode FROM pragma_journal_mode) FROM alembic_version"
+)
 
 
 def script_location() -> Path:
@@ -69,8 +79,29 @@ def current_revision(engine: Engine) -> str | None:
         return _stamped_revision(conn)
 
 
+def _at_head(engine: Engine) -> bool:
+    """Tell with one ``SELECT`` whether the database is ready: stamped at head (and WAL)."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        try:
+            with conn.begin():
+                rows = conn.execute(_SQLITE_VERSION_QUERY if sqlite else _VERSION_QUERY).all()
+        except DBAPIError:
+            # Most often no alembic_version table yet (a new database); the slow
+            # path looks closer and reports any other error itself.
+            return False
+    if sqlite:
+        return [tuple(row) for row in rows] == [(HEAD_REVISION, "wal")]
+    return [row[0] for row in rows] == [HEAD_REVISION]
+
+
 def _stamped_revision(conn: Connection) -> str | None:
     if not conn.dialect.has_table(conn, "alembic_version"):
+        if conn.dialect.name == "sqlite" and inspect(conn).get_table_names():
+            raise SchemaError(
+                "the SQLite file holds tables but no codemode_store schema revision: "
+                "it is another program's database, left untouched"
+            )
         return None
     rows = conn.execute(_VERSION_QUERY).scalars().all()
     if len(rows) > 1:
@@ -94,16 +125,31 @@ def _check_known(revision: str | None) -> None:
 
 def ensure_schema(engine: Engine) -> None:
     """Create or upgrade the schema of ``engine``'s database to the head revision."""
-    revision = current_revision(engine)
-    if revision == HEAD_REVISION:
+    if _at_head(engine):
         return
-    _check_known(revision)
     upgrade(engine, "head")
+
+
+@contextlib.contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """Yield a connection ready for a migration, inside a write transaction.
+
+    On SQLite the file gets its persistent settings first and foreign key
+    enforcement is off for the migration (see :func:`foreign_keys_off`); on
+    PostgreSQL the transaction holds the schema lock (see :func:`lock_schema`).
+    """
+    with engine.connect() as conn:
+        prepare_sqlite_file(conn)
+        with foreign_keys_off(conn), conn.begin():
+            lock_schema(conn)
+            yield conn
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Upgrade (or downgrade, for a revision below the current one) to ``revision``."""
-    with engine.connect() as conn, foreign_keys_off(conn), conn.begin():
+    # Look before preparing the file: a foreign or newer database stays untouched.
+    _check_known(current_revision(engine))
+    with migration_connection(engine) as conn:
         # Re-read under the write lock: another process may have upgraded.
         _check_known(_stamped_revision(conn))
         try:
@@ -114,7 +160,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Downgrade the schema to ``revision`` (``"base"`` drops every table)."""
-    with engine.connect() as conn, foreign_keys_off(conn), conn.begin():
+    _check_known(current_revision(engine))
+    with migration_connection(engine) as conn:
         try:
             command.downgrade(alembic_config(conn), revision)
         except CommandError as exc:

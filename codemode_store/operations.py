@@ -20,6 +20,7 @@ from . import statements as sql
 from .errors import (
     AlreadyReleased,
     CellClosed,
+    DatabaseError,
     DuplicateCell,
     FutureGeneration,
     GenerationConflict,
@@ -91,10 +92,21 @@ def to_observation(row: Sequence[Any]) -> Observation:
     (session_id, cell_id, generation, state, kind, size, sha, recorded, released, payload) = row
     outcome = None
     error_text = None
-    if state == "retained":
-        outcome = decode_payload(payload)
-    elif state == "failed":
-        error_text = bytes(payload).decode("utf-8")
+    try:
+        if state == "retained":
+            outcome = decode_payload(payload)
+        elif state == "failed":
+            error_text = bytes(payload).decode("utf-8")
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:
+        # Only a file altered behind the store's back gets here: say so, never
+        # let a decoder's own exception out of the public API.
+        raise DatabaseError(
+            f"the stored payload does not decode ({type(exc).__name__}); the database was "
+            "altered or damaged (`codemode-store check` lists such rows)",
+            session_id=session_id,
+            cell_id=cell_id,
+            generation=generation,
+        ) from exc
     return Observation(
         session_id=session_id,
         cell_id=cell_id,

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from . import calls
+from . import calls, maintenance
 from .calls import DEFAULT_FAIL_TEXT, Call
-from .engine import READ_ONLY, Durability, build_engine, to_url
+from .engine import READ_ONLY, Durability, IdleConnections, build_engine, to_url
 from .errors import InvalidInput
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
@@ -59,6 +61,12 @@ class ObservationStore:
         """Wrap an engine whose schema is already at head; prefer :meth:`open`."""
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
+        self._writers = IdleConnections(engine)
+        self._readers = IdleConnections(self._reader)
+        # A store dropped without close() must still hand its idle connections
+        # back: the pool warns about connections that are garbage collected.
+        weakref.finalize(self, self._writers.close)
+        weakref.finalize(self, self._readers.close)
         self.max_payload_bytes = max_payload_bytes
 
     @classmethod
@@ -74,7 +82,8 @@ class ObservationStore:
 
         ``durability="full"`` makes SQLite sync every commit to disk (survives
         power loss); ``max_payload_bytes`` caps one stored payload;
-        ``busy_timeout`` is how many seconds a SQLite writer waits for a lock.
+        ``busy_timeout`` is how many seconds a writer waits for a lock (SQLite's
+        busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``.
         """
         check_open_options(max_payload_bytes, busy_timeout)
         engine = build_engine(to_url(url), durability=durability, busy_timeout=float(busy_timeout))
@@ -98,12 +107,14 @@ class ObservationStore:
 
     def run(self, call: Call[T]) -> T:
         """Run a prepared call in one transaction (a write one if the call writes)."""
-        engine = self._engine if call.writes else self._reader
-        with errors_of_database(**call.key), engine.begin() as conn:
+        connections = self._writers if call.writes else self._readers
+        with errors_of_database(**call.key), connections.connection() as conn, conn.begin():
             return call.run(conn, now_micros())
 
     def close(self) -> None:
         """Release every pooled connection; the store is not used afterwards."""
+        self._writers.close()
+        self._readers.close()
         self._engine.dispose()
 
     def __enter__(self) -> ObservationStore:
@@ -142,6 +153,30 @@ class ObservationStore:
     def cells(self, session_id: str | None = None) -> list[CellSummary]:
         """Return summaries of the cells of one session, or of every session."""
         return self.run(calls.cells(session_id))
+
+    def gc(
+        self,
+        older_than: timedelta,
+        dry_run: bool = False,
+        keep_tombstones: bool = False,
+        *,
+        now: datetime | None = None,
+        progress: maintenance.Progress | None = None,
+    ) -> maintenance.GcReport:
+        """Purge the sessions idle for ``older_than``, one transaction each (see ``maintenance.gc``)."""
+        return maintenance.gc(
+            self, older_than, dry_run=dry_run, keep_tombstones=keep_tombstones, now=now, progress=progress
+        )
+
+    def check(self, *, progress: maintenance.Progress | None = None) -> maintenance.CheckReport:
+        """Check the database and re-hash every stored payload (see ``maintenance.check``)."""
+        return maintenance.check(self, progress=progress)
+
+    def vacuum(
+        self, *, full: bool = False, progress: maintenance.Progress | None = None
+    ) -> maintenance.VacuumReport:
+        """Give free pages back to the file system (see ``maintenance.vacuum``)."""
+        return maintenance.vacuum(self, full=full, progress=progress)
 
 
 class StoreSession:

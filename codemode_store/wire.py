@@ -40,7 +40,9 @@ def _invalid(reason: str) -> InvalidInput:
 def _check_text(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise _invalid(f"{what} must be a string, not {type(value).__name__}")
-    if not is_encodable(value):
+    # ASCII text (every base64 data URL) holds no lone surrogate: skipping the
+    # encode check spares a large payload one more full copy.
+    if not value.isascii() and not is_encodable(value):
         raise _invalid(f"{what} is not valid Unicode text (lone surrogate)")
     return str(value)
 

@@ -9,6 +9,7 @@ the ``alembic`` command of a developer, which reads the URL from
 from __future__ import annotations
 
 import os
+from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import Connection
@@ -37,14 +38,16 @@ def run_online() -> None:
         run_on(connection)
         return
     from codemode_store.engine import build_engine, to_url
-    from codemode_store.migrate import foreign_keys_off
+    from codemode_store.migrate import migration_connection
 
+    if config.config_file_name is not None:
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
     url = os.environ.get("CODEMODE_STORE_URL") or config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit("set CODEMODE_STORE_URL to the database to migrate")
     engine = build_engine(to_url(url))
     try:
-        with engine.connect() as conn, foreign_keys_off(conn), conn.begin():
+        with migration_connection(engine) as conn:
             run_on(conn)
     finally:
         engine.dispose()

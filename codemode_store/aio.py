@@ -1,0 +1,236 @@
+"""The asyncio front end: ``AsyncObservationStore``, awaitable, same rules as the sync one.
+
+It adds no rule and no check of its own. Every method prepares the very
+:class:`~codemode_store.calls.Call` that ``ObservationStore`` prepares and runs
+it in one transaction through ``AsyncConnection.run_sync``, with driver errors
+mapped at the same boundary (``errors_of_database``). Opening runs the sync
+store's own ``open`` (options, the 0600 file, schema upgrade) in a worker
+thread, then talks to the database through aiosqlite or psycopg's async mode::
+
+    async with AsyncObservationStore.open("host.db") as store:
+        s = store.session("thread-1")
+        await s.create_cell("cell-1")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine, Generator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import calls
+from .async_engine import build_async_engine, schema_url
+from .calls import DEFAULT_FAIL_TEXT, Call
+from .engine import READ_ONLY, Durability, to_url
+from .observation import CellSummary, Observation
+from .store import DEFAULT_MAX_PAYLOAD_BYTES, ObservationStore, check_open_options, now_micros
+from .translate import errors_of_database
+from .validation import check_identifier
+from .wire import Outcome
+
+__all__ = ["AsyncObservationStore", "AsyncStoreSession", "OpeningStore"]
+
+T = TypeVar("T")
+
+
+def _run_now(conn: Connection, call: Call[T]) -> T:
+    # The clock is read inside the transaction, as the sync store does: under
+    # the write lock, so recorded times follow the commit order.
+    return call.run(conn, now_micros())
+
+
+class AsyncObservationStore:
+    """The observation store for asyncio hosts: open it with :meth:`open`.
+
+    Its connections belong to the event loop that first uses them: share the
+    store among the tasks of one loop, not among loops.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        """Wrap an async engine whose schema is already at head; prefer :meth:`open`."""
+        self._engine = engine
+        self._reader = engine.execution_options(**{READ_ONLY: True})
+        self.max_payload_bytes = max_payload_bytes
+
+    @classmethod
+    def open(
+        cls,
+        url: str | os.PathLike[str] | URL,
+        *,
+        durability: Durability = "normal",
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        busy_timeout: float = 5.0,
+    ) -> OpeningStore:
+        """Open the store at a path or URL: ``await`` the result, or use it in ``async with``.
+
+        The options are those of ``ObservationStore.open``. SQLite runs through
+        aiosqlite, PostgreSQL through psycopg 3 (``codemode-store[async]``).
+        """
+
+        async def opening() -> AsyncObservationStore:
+            check_open_options(max_payload_bytes, busy_timeout)
+            target = to_url(url)
+            # The sync front end's own open makes the file (0600, WAL) and the
+            # schema; in a thread, so a migration or a held lock leaves the loop free.
+            sync_store = await asyncio.to_thread(
+                ObservationStore.open,
+                schema_url(target),
+                durability=durability,
+                max_payload_bytes=max_payload_bytes,
+                busy_timeout=busy_timeout,
+            )
+            sync_store.close()
+            engine = build_async_engine(target, durability=durability, busy_timeout=float(busy_timeout))
+            return cls(engine, max_payload_bytes=max_payload_bytes)
+
+        return OpeningStore(opening)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy asyncio engine the store runs on."""
+        return self._engine
+
+    @property
+    def url(self) -> URL:
+        """The database URL (render it with ``hide_password=True`` before printing)."""
+        return self._engine.url
+
+    async def run(self, call: Call[T]) -> T:
+        """Run a prepared call in one transaction (a write one if the call writes)."""
+        engine = self._engine if call.writes else self._reader
+        with errors_of_database(**call.key):
+            async with engine.begin() as conn:
+                return await conn.run_sync(_run_now, call)
+
+    async def close(self) -> None:
+        """Release every pooled connection; the store is not used afterwards."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> AsyncObservationStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncObservationStore({self.url.render_as_string(hide_password=True)!r})"
+
+    def session(self, session_id: str) -> AsyncStoreSession:
+        """Return the handle of one session; nothing is read or written until it is used."""
+        return AsyncStoreSession(self, check_identifier(session_id, "session_id"))
+
+    async def pending(self) -> list[Observation]:
+        """Return every observation left pending, for example by a crashed host."""
+        return await self.run(calls.pending())
+
+    async def fail_pending(self, error_text: str = DEFAULT_FAIL_TEXT) -> int:
+        """Turn every pending observation into ``failed``; return how many."""
+        return await self.run(calls.fail_pending(error_text, self.max_payload_bytes))
+
+    async def end_session(self, session_id: str) -> int:
+        """Delete every row of a session; return how many observations went (0 if unknown)."""
+        return await self.run(calls.end_session(session_id))
+
+    async def cells(self, session_id: str | None = None) -> list[CellSummary]:
+        """Return summaries of the cells of one session, or of every session."""
+        return await self.run(calls.cells(session_id))
+
+
+class OpeningStore:
+    """What :meth:`AsyncObservationStore.open` returns: awaitable, and an async context manager.
+
+    ``store = await AsyncObservationStore.open(url)`` opens the store;
+    ``async with AsyncObservationStore.open(url) as store:`` also closes it.
+    """
+
+    __slots__ = ("_opening", "_store")
+
+    def __init__(self, opening: Callable[[], Coroutine[Any, Any, AsyncObservationStore]]) -> None:
+        self._opening = opening
+        self._store: AsyncObservationStore | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncObservationStore]:
+        return self._opening().__await__()
+
+    async def __aenter__(self) -> AsyncObservationStore:
+        self._store = await self._opening()
+        return self._store
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+
+class AsyncStoreSession:
+    """The operations of SPEC §3 on one session's cells, awaitable; from ``store.session(id)``."""
+
+    __slots__ = ("_store", "session_id")
+
+    def __init__(self, store: AsyncObservationStore, session_id: str) -> None:
+        self._store = store
+        self.session_id = session_id
+
+    def __repr__(self) -> str:
+        return f"AsyncStoreSession({self.session_id!r})"
+
+    async def create_cell(self, cell_id: str) -> None:
+        """Register an open cell; ``DuplicateCell`` if the session has it already."""
+        await self._store.run(calls.create_cell(self.session_id, cell_id))
+
+    async def begin(
+        self, cell_id: str, generation: int, request: Mapping[str, Any] | None = None
+    ) -> Observation | None:
+        """Start observe request ``generation``: ``None`` to run it, or the replayed observation."""
+        return await self._store.run(calls.begin(self.session_id, cell_id, generation, request))
+
+    async def record(self, cell_id: str, generation: int, outcome: Outcome | Mapping[str, Any]) -> None:
+        """Store the outcome of pending ``generation``; a wire object is accepted too."""
+        # Encoding and hashing a payload of many megabytes would stall the loop:
+        # the call is prepared in a worker thread, then run like any other.
+        call = await asyncio.to_thread(
+            calls.record, self.session_id, cell_id, generation, outcome, self._store.max_payload_bytes
+        )
+        await self._store.run(call)
+
+    async def fail(self, cell_id: str, generation: int, error_text: str) -> None:
+        """Mark pending ``generation`` failed: it replays as ``error_text``."""
+        call = await asyncio.to_thread(
+            calls.fail, self.session_id, cell_id, generation, error_text, self._store.max_payload_bytes
+        )
+        await self._store.run(call)
+
+    async def release(self, cell_id: str, generation: int) -> bool:
+        """Acknowledge ``generation``; ``True`` if this call dropped its payload."""
+        return await self._store.run(calls.release(self.session_id, cell_id, generation))
+
+    async def close_cell(self, cell_id: str) -> None:
+        """Mark the cell closed (no later generation will come); a no-op if closed."""
+        await self._store.run(calls.close_cell(self.session_id, cell_id))
+
+    async def get(self, cell_id: str, generation: int) -> Observation | None:
+        """Return one observation, or ``None`` if the cell has no such generation."""
+        return await self._store.run(calls.get(self.session_id, cell_id, generation))
+
+    async def history(self, cell_id: str) -> list[Observation]:
+        """Return every observation of the cell, in generation order."""
+        return await self._store.run(calls.history(self.session_id, cell_id))
+
+    async def cells(self) -> list[CellSummary]:
+        """Return summaries of this session's cells."""
+        return await self._store.cells(self.session_id)

@@ -1,0 +1,336 @@
+"""Text for people: escaped payload text, image summaries, aligned tables.
+
+Everything a payload (or an identifier) contributes to the terminal goes
+through :func:`escape` first: a stored outcome must not be able to recolour,
+move the cursor, retitle the window or rewrite earlier lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import unquote_to_bytes
+
+from .admin import RevisionInfo
+from .inspection import SessionSummary, StoreStats
+from .observation import CellSummary, Observation
+from .wire import ImageItem, TextItem
+
+__all__ = [
+    "ImageSummary",
+    "cells_table",
+    "escape",
+    "format_table",
+    "format_time",
+    "history_table",
+    "observation_text",
+    "revisions_table",
+    "sessions_table",
+    "stats_text",
+    "summarise_image",
+]
+
+# C0 and C1 controls, DEL, line and paragraph separators, and the invisible
+# bidirectional marks and overrides that can make text display in another order.
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE_IN_TEXT = re.compile(f"[{_CONTROLS}]")
+_UNSAFE_IN_LINE = re.compile(f"[\t\n{_CONTROLS}]")
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\b": "\\b"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(text: str, *, keep_layout: bool = False) -> str:
+    """Return ``text`` with every terminal control character written as an escape.
+
+    ``keep_layout`` keeps newlines and tabs (for the body of a text item);
+    otherwise they are escaped too, so the result stays on one line.
+    """
+    pattern = _UNSAFE_IN_TEXT if keep_layout else _UNSAFE_IN_LINE
+    return pattern.sub(_escaped, text)
+
+
+# -- images ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSummary:
+    """What an image item holds, without its data.
+
+    ``media_type`` and ``decoded_bytes`` come from a ``data:`` URL (``None``
+    when the URL is not one, or its data does not decode); ``url`` is set for
+    an image given by reference instead.
+    """
+
+    media_type: str | None
+    decoded_bytes: int | None
+    detail: str | None
+    url: str | None = None
+    problem: str | None = None
+
+
+def summarise_image(item: ImageItem) -> ImageSummary:
+    """Return the media type, decoded size and detail of an image item."""
+    url = item.image_url
+    if url[:5].lower() != "data:":
+        return ImageSummary(None, None, item.detail, url=url)
+    header, comma, data = url[5:].partition(",")
+    if not comma:
+        return ImageSummary(None, None, item.detail, problem="data URL without a comma")
+    params = header.split(";")
+    media_type = params[0] or None
+    if params[-1].lower() == "base64" and len(params) > 1:
+        try:
+            size = len(base64.b64decode(data, validate=True))
+        except (binascii.Error, ValueError):
+            return ImageSummary(media_type, None, item.detail, problem="invalid base64 data")
+    else:
+        size = len(unquote_to_bytes(data))
+    return ImageSummary(media_type, size, item.detail)
+
+
+def _image_line(summary: ImageSummary) -> str:
+    if summary.url is not None:
+        url = summary.url if len(summary.url) <= 80 else summary.url[:77] + "..."
+        what = f"linked from {escape(url)}"
+    else:
+        media = escape(summary.media_type) if summary.media_type else "no media type"
+        size = "size unknown" if summary.decoded_bytes is None else f"{summary.decoded_bytes:,} bytes"
+        what = f"{media}, {size}"
+        if summary.problem:
+            what += f" ({summary.problem})"
+    detail = f", detail {escape(summary.detail)}" if summary.detail else ""
+    return f"image: {what}{detail}"
+
+
+# -- tables ----------------------------------------------------------------------------
+
+
+def _width(text: str) -> int:
+    """Return how many terminal columns ``text`` takes (wide East Asian characters take two)."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, right: Iterable[int] = ()) -> str:
+    """Return ``rows`` under ``headers`` in aligned columns; columns in ``right`` align right.
+
+    The cells must already be escaped.
+    """
+    body = [list(row) for row in rows]
+    widths = [_width(h) for h in headers]
+    for row in body:
+        widths = [max(w, _width(cell)) for w, cell in zip(widths, row, strict=True)]
+    right_columns = set(right)
+
+    def line(cells: Sequence[str]) -> str:
+        padded = []
+        for index, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+            gap = " " * (width - _width(cell))
+            padded.append(gap + cell if index in right_columns else cell + gap)
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in body)])
+
+
+def format_time(moment: datetime | None) -> str:
+    """Return a UTC time to the millisecond, or ``-`` when there is none."""
+    if moment is None:
+        return "-"
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def cells_table(summaries: Sequence[CellSummary]) -> str:
+    """Return the table of ``codemode-store cells``."""
+    if not summaries:
+        return "(no cells)"
+    rows = [
+        [
+            escape(s.session_id),
+            escape(s.cell_id),
+            "closed" if s.closed else "open",
+            _number(s.last_generation),
+            s.last_state or "-",
+            s.last_kind or "-",
+            str(s.observations),
+            str(s.retained_bytes),
+            format_time(s.last_activity),
+        ]
+        for s in summaries
+    ]
+    headers = ["session", "cell", "status", "last gen", "state", "kind", "obs", "retained bytes"]
+    return format_table([*headers, "last activity (UTC)"], rows, right={3, 6, 7})
+
+
+def sessions_table(summaries: Sequence[SessionSummary]) -> str:
+    """Return the table of ``codemode-store sessions``."""
+    if not summaries:
+        return "(no sessions)"
+    rows = [
+        [
+            escape(s.session_id),
+            str(s.cells),
+            str(s.open_cells),
+            str(s.observations),
+            str(s.retained_bytes),
+            format_time(s.last_activity),
+        ]
+        for s in summaries
+    ]
+    headers = ["session", "cells", "open", "obs", "retained bytes", "last activity (UTC)"]
+    return format_table(headers, rows, right={1, 2, 3, 4})
+
+
+def history_table(observations: Sequence[Observation], *, with_cell: bool = False) -> str:
+    """Return the table of ``codemode-store history``; ``with_cell`` adds a cell column."""
+    if not observations:
+        return "(no observations)"
+    rows = []
+    for o in observations:
+        row = [
+            str(o.generation),
+            o.state,
+            o.kind or "-",
+            _number(o.payload_bytes),
+            format_time(o.recorded_at),
+            format_time(o.released_at),
+        ]
+        rows.append([escape(o.cell_id), *row] if with_cell else row)
+    headers = ["gen", "state", "kind", "bytes", "recorded (UTC)", "released (UTC)"]
+    right = {0, 3}
+    if with_cell:
+        headers = ["cell", *headers]
+        right = {1, 4}
+    return format_table(headers, rows, right=right)
+
+
+# -- one observation ---------------------------------------------------------------------
+
+
+def observation_text(observation: Observation) -> str:
+    """Return what ``codemode-store show`` prints: the header, then the payload or tombstone."""
+    o = observation
+    fields = [
+        ("session", escape(o.session_id)),
+        ("cell", escape(o.cell_id)),
+        ("generation", str(o.generation)),
+        ("state", _state_words(o)),
+        ("kind", o.kind or "-"),
+        ("bytes", _number(o.payload_bytes)),
+        ("sha256", o.payload_sha256 or "-"),
+        ("recorded", format_time(o.recorded_at)),
+        ("released", format_time(o.released_at)),
+    ]
+    label_width = max(len(label) for label, _ in fields)
+    lines = [f"{label.ljust(label_width)}  {value}" for label, value in fields]
+    lines.append("")
+    lines.extend(_body_lines(o))
+    return "\n".join(lines)
+
+
+def _state_words(o: Observation) -> str:
+    return {
+        "pending": "pending (begun; no result recorded yet)",
+        "failed": "failed (replays as its error text until acknowledged)",
+        "retained": "retained (replayed until Core acknowledges it)",
+        "released": "released (tombstone: the payload was dropped)",
+    }[o.state]
+
+
+def _body_lines(o: Observation) -> list[str]:
+    if o.state == "pending":
+        return ["(no payload yet)"]
+    if o.state == "released":
+        return ["(payload released; only the tombstone above remains)"]
+    if o.state == "failed":
+        return ["error:", _indent(escape(o.error_text or "", keep_layout=True))]
+    assert o.outcome is not None
+    if o.outcome.kind == "missing":
+        return ["(missing: the runtime no longer knows the cell; no content)"]
+    items = o.outcome.content_items
+    lines = [f"content: {len(items)} item{'' if len(items) == 1 else 's'}"]
+    for index, item in enumerate(items, start=1):
+        if isinstance(item, TextItem):
+            lines.append(f"[{index}] text:")
+            lines.append(_indent(escape(item.text, keep_layout=True)))
+        else:
+            lines.append(f"[{index}] {_image_line(summarise_image(item))}")
+    if o.outcome.kind == "completed":
+        error = o.outcome.error_text
+        lines.append("error_text: " + ("(none)" if error is None else ""))
+        if error is not None:
+            lines.append(_indent(escape(error, keep_layout=True)))
+    return lines
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.split("\n"))
+
+
+# -- totals and schema -------------------------------------------------------------------
+
+
+def stats_text(stats: StoreStats) -> str:
+    """Return what ``codemode-store stats`` prints: one aligned line per total."""
+    revision = stats.schema_revision or "none"
+    if stats.schema_revision == stats.head_revision:
+        revision += " (head)"
+    else:
+        revision += f" (head is {stats.head_revision})"
+    if stats.file_bytes is None:
+        size = "-"
+    else:
+        size = f"{stats.file_bytes:,} bytes"
+        if stats.wal_bytes:
+            size += f" (+ {stats.wal_bytes:,} bytes of write-ahead log)"
+    lines = [
+        ("database", f"{escape(stats.database)} ({stats.backend})"),
+        ("schema revision", revision),
+        ("sessions", str(stats.sessions)),
+        ("cells", str(stats.cells)),
+        ("observations", str(stats.observations)),
+        ("  retained", str(stats.retained)),
+        ("  released", f"{stats.released} (tombstones)"),
+        ("  pending", str(stats.pending)),
+        ("  failed", str(stats.failed)),
+        ("retained bytes", f"{stats.retained_bytes:,}"),
+        ("file size", size),
+    ]
+    width = max(len(label) for label, _ in lines)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in lines)
+
+
+def revisions_table(revisions: Sequence[RevisionInfo]) -> str:
+    """Return the table of ``codemode-store db history``, newest first."""
+    rows = []
+    for r in revisions:
+        marks = [word for word, on in (("head", r.is_head), ("current", r.is_current)) if on]
+        rows.append(
+            [
+                r.revision,
+                r.down_revision or "-",
+                ", ".join(marks),
+                (r.message.strip().splitlines() or [""])[0],
+            ]
+        )
+    return format_table(["revision", "revises", "status", "description"], rows)
