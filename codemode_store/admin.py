@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL
 
 from . import migrate
 from .engine import build_engine, is_sqlite, to_url
-from .errors import DatabaseError, StoreError
+from .errors import DatabaseError, StoreNotFound
 from .store import ObservationStore
 from .translate import errors_of_database
 
@@ -37,10 +37,6 @@ __all__ = [
     "sqlite_path",
     "upgrade_schema",
 ]
-
-
-class StoreNotFound(StoreError):
-    """No store exists at the location a tool was given (a read never creates one)."""
 
 
 def shown(url: URL) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 import codemode_store
 
 from . import display, inspection
-from .errors import AlreadyReleased, StoreError
+from .errors import AlreadyReleased, DemoFailed
 from .observation import Observation
 from .store import ObservationStore, StoreSession
 from .wire import ImageItem, Outcome, TextItem, encode_payload
@@ -43,10 +43,6 @@ INTERRUPTED = "the host process was killed before this observation produced a re
 CHILD_TIMEOUT = 60.0
 
 Echo = Callable[[str], None]
-
-
-class DemoFailed(StoreError):
-    """The demo could not run (its database file is someone else's, or its host process failed)."""
 
 
 @dataclass(frozen=True, slots=True)

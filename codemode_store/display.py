@@ -316,6 +316,10 @@ def stats_text(stats: StoreStats) -> str:
         ("retained bytes", f"{stats.retained_bytes:,}"),
         ("file size", size),
     ]
+    if stats.free_pages is not None:
+        lines.append(
+            ("free pages", f"{stats.free_pages:,} ({stats.reclaimable_bytes or 0:,} bytes reclaimable)")
+        )
     width = max(len(label) for label, _ in lines)
     return "\n".join(f"{label.ljust(width)}  {value}" for label, value in lines)
 

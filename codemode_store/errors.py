@@ -12,16 +12,19 @@ __all__ = [
     "CellClosed",
     "DatabaseBusy",
     "DatabaseError",
+    "DemoFailed",
     "DuplicateCell",
     "FutureGeneration",
     "GenerationConflict",
     "InvalidInput",
+    "NoOutcome",
     "NotADatabase",
     "NotPending",
     "NotReleasable",
     "ObservationInProgress",
     "SchemaError",
     "StoreError",
+    "StoreNotFound",
     "UnknownCell",
 ]
 
@@ -114,3 +117,15 @@ class NotADatabase(DatabaseError):
 
 class DatabaseBusy(DatabaseError):
     """The database stayed locked by another writer past the busy timeout."""
+
+
+class StoreNotFound(StoreError):
+    """No store exists at the location a tool was given (a read never creates one)."""
+
+
+class NoOutcome(StoreError):
+    """The generation holds no outcome to print (it is pending, failed or released)."""
+
+
+class DemoFailed(StoreError):
+    """The demo could not run (its database file is someone else's, or its host process failed)."""

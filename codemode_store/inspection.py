@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, case, distinct, func, not_, select
 
-from . import migrate
+from . import maintenance, migrate
 from .admin import file_sizes, shown
 from .calls import Call, get
-from .errors import FutureGeneration, StoreError, UnknownCell
+from .errors import FutureGeneration, NoOutcome, UnknownCell
 from .observation import CellSummary, Observation, from_micros
 from .schema import cells, observations
 from .store import ObservationStore
@@ -38,10 +38,6 @@ __all__ = [
 
 o = observations.c
 c = cells.c
-
-
-class NoOutcome(StoreError):
-    """The generation holds no outcome to print (it is pending, failed or released)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +70,8 @@ class StoreStats:
     retained_bytes: int
     file_bytes: int | None
     wal_bytes: int | None
+    free_pages: int | None
+    reclaimable_bytes: int | None
 
 
 #: The keys of the JSON object of each record type, in output order.
@@ -118,6 +116,8 @@ RECORD_KEYS: dict[type, tuple[str, ...]] = {
         "retained_bytes",
         "file_bytes",
         "wal_bytes",
+        "free_pages",
+        "reclaimable_bytes",
     ),
 }
 
@@ -260,6 +260,10 @@ def stats(store: ObservationStore) -> StoreStats:
     file_bytes, wal_bytes = file_sizes(store.url)
     with errors_of_database():
         revision = migrate.current_revision(store.engine)
+    free_pages = reclaimable = None
+    if store.engine.dialect.name == "sqlite":
+        room = maintenance.space(store)
+        free_pages, reclaimable = room.freelist_count, room.reclaimable_bytes
 
     def count(state: str) -> int:
         return states.get(state, (0, 0))[0]
@@ -279,4 +283,6 @@ def stats(store: ObservationStore) -> StoreStats:
         retained_bytes=sum(states.get(s, (0, 0))[1] for s in ("retained", "failed")),
         file_bytes=file_bytes,
         wal_bytes=wal_bytes,
+        free_pages=free_pages,
+        reclaimable_bytes=reclaimable,
     )

@@ -128,19 +128,24 @@ def kill_at_random(path: Path, run: str, rng: random.Random) -> list[tuple[str, 
         [sys.executable, "-c", KILLED_WRITER, str(path), run],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        # Unbuffered, so readline takes only the first line: communicate() below
+        # reads the pipe itself and would never see what a buffer had read ahead.
+        bufsize=0,
         env=child_env(),
         cwd=ROOT,
     )
     assert child.stdout is not None
     first = child.stdout.readline()
-    assert first == "ready\n", child.stderr.read() if child.stderr else first
+    assert first == b"ready\n", child.stderr.read() if child.stderr else first
     time.sleep(rng.uniform(0.01, 0.4))
     child.send_signal(signal.SIGKILL)
     # Lines still in the pipe were written after their commit returned: they count.
-    rest, _ = child.communicate(timeout=30)
+    rest = child.communicate(timeout=30)[0].decode()
     assert child.returncode == -signal.SIGKILL
-    return [(kind, cell) for kind, cell in (line.split() for line in rest.splitlines())]
+    # A line the kill cut short was never fully reported: only whole lines count.
+    whole = [line.split() for line in rest.split("\n")[:-1]]
+    assert all(len(fields) == 2 for fields in whole), rest
+    return [(kind, cell) for kind, cell in whole]
 
 
 @pytest.mark.slow

@@ -619,3 +619,30 @@ def test_cli_maintenance_never_creates_a_store(tmp_path: Path, args: list[str]) 
     result = cli(["--db", str(missing), *args], 1)
     assert result.stderr.startswith("error: ")
     assert not missing.exists()
+
+
+def test_cli_stats_shows_free_pages_and_reclaimable_bytes_until_vacuum(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with ObservationStore.open(path) as store:
+        session = store.session("gone")
+        for index in range(10):
+            session.create_cell(f"c{index}")
+            session.begin(f"c{index}", 0)
+            session.record(f"c{index}", 0, big(index))
+        store.end_session("gone")
+    before = json.loads(cli(["--db", str(path), "stats", "--json"]).stdout)
+    assert before["free_pages"] > 0
+    assert before["reclaimable_bytes"] == before["free_pages"] * space_page_size(path)
+    assert before["reclaimable_bytes"] >= 10 * 100_000 * 0.9
+    assert "bytes reclaimable" in cli(["--db", str(path), "stats"]).stdout
+    cli(["--db", str(path), "vacuum"])
+    after = json.loads(cli(["--db", str(path), "stats", "--json"]).stdout)
+    assert after["free_pages"] == 0
+    assert after["reclaimable_bytes"] == 0
+
+
+def space_page_size(path: Path) -> int:
+    with ObservationStore.open(path) as store:
+        size = space(store).page_size
+    assert size is not None
+    return size
