@@ -89,8 +89,9 @@ def build_engine(
         if is_memory(url):
             engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
         else:
-            _create_private_file(Path(url.database or ""))
             engine = create_engine(url, connect_args={"check_same_thread": False})
+            # Only once the URL proved usable: a bad driver name leaves no file behind.
+            _create_private_file(Path(url.database or ""))
     except ImportError as exc:
         raise DatabaseError(f"the driver of {url.drivername!r} is not installed: {exc}") from exc
     except SQLAlchemyError as exc:  # an unknown dialect or a bad option in the URL

@@ -220,11 +220,13 @@ def test_a_file_that_is_not_a_database_is_refused_and_untouched(tmp_path: Path, 
     assert folder_state(tmp_path) == before  # no -wal, -shm or -journal left behind
 
 
-def test_open_errors_are_store_errors(tmp_path: Path) -> None:
+def test_open_errors_are_store_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(InvalidInput):
         ObservationStore.open("nosuchdialect://user@host/db")
     with pytest.raises(InvalidInput):
         ObservationStore.open("sqlite+nosuchdriver:///x.db")
+    assert not (tmp_path / "x.db").exists()  # a refused URL leaves no file behind
     with pytest.raises(DatabaseError):
         ObservationStore.open(tmp_path)  # a folder
     with pytest.raises(DatabaseError):
