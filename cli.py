@@ -18,10 +18,12 @@ from typing import IO, Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from codemode_store import ObservationStore, __version__, admin, display, inspection, maintenance
+from codemode_store import ObservationStore, __version__, admin, display, inspection
 from codemode_store.demo import DEFAULT_DEMO_DB, run_demo
 from codemode_store.errors import StoreError
 from codemode_store.migrate import HEAD_REVISION
+from codemode_store.progress import Progress
+from codemode_store.retention import parse_age
 from codemode_store.validation import MAX_GENERATION
 
 DEFAULT_DB = "codemode-store.db"
@@ -245,7 +247,7 @@ class _Age(click.ParamType[timedelta]):
         if isinstance(value, timedelta):
             return value
         try:
-            return maintenance.parse_age(str(value))
+            return parse_age(str(value))
         except StoreError as exc:
             self.fail(exc.detail, param, ctx)
 
@@ -255,7 +257,7 @@ def _is_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def _progress(label: str, as_json: bool) -> Iterator[maintenance.Progress | None]:
+def _progress(label: str, as_json: bool) -> Iterator[Progress | None]:
     """Yield a callback drawing click's progress bar on a terminal; ``None`` (quiet) otherwise."""
     if as_json or not _is_terminal():
         yield None

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, distinct, func, not_, select
 
-from . import maintenance, migrate
+from . import migrate, space
 from .admin import file_sizes, shown
 from .calls import Call, get
 from .errors import FutureGeneration, NoOutcome, UnknownCell
@@ -262,7 +262,7 @@ def stats(store: ObservationStore) -> StoreStats:
         revision = migrate.current_revision(store.engine)
     free_pages = reclaimable = None
     if store.engine.dialect.name == "sqlite":
-        room = maintenance.space(store)
+        room = space.space(store)
         free_pages, reclaimable = room.freelist_count, room.reclaimable_bytes
 
     def count(state: str) -> int:

@@ -18,12 +18,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from . import calls, maintenance
+from . import calls, integrity, retention, space
 from .calls import DEFAULT_FAIL_TEXT, Call
 from .engine import READ_ONLY, Durability, IdleConnections, build_engine, to_url
 from .errors import InvalidInput
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
+from .progress import Progress
 from .translate import errors_of_database
 from .validation import check_identifier
 from .wire import Outcome
@@ -161,22 +162,20 @@ class ObservationStore:
         keep_tombstones: bool = False,
         *,
         now: datetime | None = None,
-        progress: maintenance.Progress | None = None,
-    ) -> maintenance.GcReport:
-        """Purge the sessions idle for ``older_than``, one transaction each (see ``maintenance.gc``)."""
-        return maintenance.gc(
+        progress: Progress | None = None,
+    ) -> retention.GcReport:
+        """Purge the sessions idle for ``older_than``, one transaction each (see ``retention.gc``)."""
+        return retention.gc(
             self, older_than, dry_run=dry_run, keep_tombstones=keep_tombstones, now=now, progress=progress
         )
 
-    def check(self, *, progress: maintenance.Progress | None = None) -> maintenance.CheckReport:
-        """Check the database and re-hash every stored payload (see ``maintenance.check``)."""
-        return maintenance.check(self, progress=progress)
+    def check(self, *, progress: Progress | None = None) -> integrity.CheckReport:
+        """Check the database and re-hash every stored payload (see ``integrity.check``)."""
+        return integrity.check(self, progress=progress)
 
-    def vacuum(
-        self, *, full: bool = False, progress: maintenance.Progress | None = None
-    ) -> maintenance.VacuumReport:
-        """Give free pages back to the file system (see ``maintenance.vacuum``)."""
-        return maintenance.vacuum(self, full=full, progress=progress)
+    def vacuum(self, *, full: bool = False, progress: Progress | None = None) -> space.VacuumReport:
+        """Give free pages back to the file system (see ``space.vacuum``)."""
+        return space.vacuum(self, full=full, progress=progress)
 
 
 class StoreSession:

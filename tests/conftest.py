@@ -20,6 +20,9 @@ from sqlalchemy import Engine, create_engine, make_url, text
 
 from codemode_store import ObservationStore
 
+#: The ``aged_url`` fixture and the helpers of the gc, check and vacuum tests.
+pytest_plugins = ["idle_stores"]
+
 POSTGRES_URL_VARIABLE = "CODEMODE_STORE_TEST_POSTGRES_URL"
 POSTGRES_SKIP_REASON = (
     f"PostgreSQL tests skipped: set {POSTGRES_URL_VARIABLE} to a server URL "

@@ -14,8 +14,10 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
+from idle_stores import cli
 from sqlalchemy import make_url
 
+import cli as cli_module
 from cli import main
 from codemode_store import ImageItem, ObservationStore, Outcome, TextItem, __version__
 from codemode_store.display import summarise_image
@@ -492,3 +494,31 @@ def test_image_summaries(url: str, media_type: str | None, size: int | None, pro
         "auto",
     )
     assert summary.url == (url if url.startswith("https:") else None)
+
+
+# -- gc, check and vacuum ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "label"),
+    [
+        (["gc", "--older-than", "7d"], "purging idle sessions"),
+        (["check"], "re-hashing payloads"),
+        (["vacuum"], "reclaiming free pages"),
+    ],
+)
+def test_cli_progress_bar_only_on_a_terminal_and_never_with_json(
+    aged_url: str, monkeypatch: pytest.MonkeyPatch, args: list[str], label: str
+) -> None:
+    assert label not in cli(["--db", aged_url, *args]).output  # not a terminal: quiet
+    monkeypatch.setattr(cli_module, "_is_terminal", lambda: True)
+    assert label not in cli(["--db", aged_url, *args, "--json"]).output
+    assert label in cli(["--db", aged_url, *args]).output
+
+
+@pytest.mark.parametrize("args", [["gc", "--older-than", "7d"], ["check"], ["vacuum"]])
+def test_cli_maintenance_never_creates_a_store(tmp_path: Path, args: list[str]) -> None:
+    missing = tmp_path / "missing.db"
+    result = cli(["--db", str(missing), *args], 1)
+    assert result.stderr.startswith("error: ")
+    assert not missing.exists()

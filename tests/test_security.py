@@ -121,9 +121,9 @@ SQL_CALLS = {"text", "exec_driver_sql", "execute", "executemany", "executescript
 ALLOWED = {
     ("codemode_store/engine.py", 'f"PRAGMA busy_timeout = {timeout_ms}"'): "int() of the busy_timeout option",
     ("codemode_store/engine.py", 'f"PRAGMA synchronous = {synchronous}"'): "one of two literals",
-    ("codemode_store/maintenance.py", 'f"PRAGMA {name}"'): "every _pragma() call passes a literal name",
+    ("codemode_store/space.py", 'f"PRAGMA {name}"'): "every _pragma() call passes a literal name",
     (
-        "codemode_store/maintenance.py",
+        "codemode_store/space.py",
         'f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})"',
     ): "a module constant",
 }
@@ -206,7 +206,7 @@ def test_the_scan_finds_formatted_sql() -> None:
 
 
 def test_the_allowed_pragmas_take_no_outside_value() -> None:
-    tree = ast.parse((ROOT / "codemode_store" / "maintenance.py").read_text())
+    tree = ast.parse((ROOT / "codemode_store" / "space.py").read_text())
     pragma_calls = [
         node for node in ast.walk(tree) if isinstance(node, ast.Call) and _callee(node) == "_pragma"
     ]

@@ -1,0 +1,229 @@
+"""Integrity: check the database file and every stored payload.
+
+:func:`check` runs SQLite's ``quick_check`` and re-hashes every stored payload
+against its recorded length and sha256, a page of keys per read transaction,
+and reports the rows that no longer match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, bindparam, func, select, tuple_
+
+from .calls import Call
+from .errors import NotADatabase
+from .progress import Progress
+from .schema import observations
+
+if TYPE_CHECKING:
+    from .store import ObservationStore
+
+__all__ = ["CheckReport", "CorruptPayload", "check"]
+
+o = observations.c
+
+_holds_payload = o.state.in_(("retained", "failed"))
+
+#: How many payload keys one read transaction of ``check`` covers.
+CHECK_PAGE_ROWS = 512
+#: At most this many payload bytes are held in memory at once (but always one row).
+CHECK_CHUNK_BYTES = 8 * 1024 * 1024
+
+_key_columns = (o.session_id, o.cell_id, o.generation)
+_key = tuple_(*_key_columns)
+
+
+def _key_params(prefix: str) -> Any:
+    return tuple_(
+        bindparam(f"{prefix}_session"), bindparam(f"{prefix}_cell"), bindparam(f"{prefix}_generation")
+    )
+
+
+_payload_totals = select(func.count(), func.coalesce(func.sum(o.payload_bytes), 0)).where(_holds_payload)
+_payload_keys = (
+    select(*_key_columns, o.payload_bytes)
+    .where(_holds_payload, _key > _key_params("p_after"))
+    .order_by(*_key_columns)
+    .limit(bindparam("p_limit"))
+)
+_payload_range = (
+    select(*_key_columns, o.state, o.payload_bytes, o.payload_sha256, o.payload)
+    .where(_holds_payload, _key >= _key_params("p_from"), _key <= _key_params("p_to"))
+    .order_by(*_key_columns)
+)
+#: Sorts before every key: identifiers are never empty, generations never negative.
+_BEFORE_FIRST_KEY = ("", "", -1)
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptPayload:
+    """A stored payload that no longer matches its recorded length or sha256."""
+
+    session_id: str
+    cell_id: str
+    generation: int
+    state: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the row's key and the reason as JSON-able values."""
+        return {
+            "session_id": self.session_id,
+            "cell_id": self.cell_id,
+            "generation": self.generation,
+            "state": self.state,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """What ``check`` found.
+
+    ``quick_check`` lists SQLite's complaints about the file (empty when it is
+    sound), or is ``None`` where the backend has no such check (PostgreSQL).
+    """
+
+    quick_check: tuple[str, ...] | None
+    payloads: int
+    payload_bytes: int
+    corrupt: tuple[CorruptPayload, ...]
+    #: Why the payload scan stopped short (a malformed file), or ``None``.
+    scan_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether nothing is wrong."""
+        return not self.quick_check and not self.corrupt and self.scan_error is None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the report as JSON-able values."""
+        return {
+            "ok": self.ok,
+            "quick_check": "not applicable" if self.quick_check is None else list(self.quick_check) or "ok",
+            "payloads": self.payloads,
+            "payload_bytes": self.payload_bytes,
+            "corrupt": [row.to_json() for row in self.corrupt],
+            "scan_error": self.scan_error,
+        }
+
+
+def _quick_check(store: ObservationStore) -> tuple[str, ...] | None:
+    """Return SQLite's complaints about the file (none when sound), or ``None`` off SQLite."""
+    if store.engine.dialect.name != "sqlite":
+        return None
+    lines: list[str] = []
+    try:
+        store.run(Call(lambda conn, _now: _quick_check_lines(conn, lines), False))
+    except NotADatabase as exc:
+        # SQLite ends the list with an error when a page is too damaged to walk.
+        lines.append(exc.detail)
+    return () if lines == ["ok"] else tuple(lines)
+
+
+def _quick_check_lines(conn: Connection, lines: list[str]) -> None:
+    for row in conn.exec_driver_sql("PRAGMA quick_check"):
+        # One row may carry several lines, one per problem of a b-tree page.
+        lines.extend(str(row[0]).splitlines())
+
+
+def _verify(row: Sequence[Any]) -> CorruptPayload | None:
+    session_id, cell_id, generation, state, size, sha256, payload = row
+    data = bytes(payload)
+    problems = []
+    if size != len(data):
+        problems.append(f"the payload is {len(data)} bytes, the row says {size}")
+    if sha256 != hashlib.sha256(data).hexdigest():
+        problems.append("its sha256 differs from the one recorded")
+    if not problems:
+        return None
+    return CorruptPayload(session_id, cell_id, int(generation), state, "; ".join(problems))
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What the payload scan has seen so far; kept when a page fails half-way."""
+
+    rows: int = 0
+    size: int = 0
+    corrupt: list[CorruptPayload] = field(default_factory=list)
+
+
+def _check_page(conn: Connection, after: tuple[str, str, int], scan: _Scan) -> tuple[str, str, int] | None:
+    """Re-hash the payloads of the next page of keys after ``after``; return its last key."""
+    keys = conn.execute(
+        _payload_keys,
+        {
+            "p_after_session": after[0],
+            "p_after_cell": after[1],
+            "p_after_generation": after[2],
+            "p_limit": CHECK_PAGE_ROWS,
+        },
+    ).all()
+    if not keys:
+        return None
+    for first, last in _chunks(keys):
+        params = {
+            "p_from_session": first[0],
+            "p_from_cell": first[1],
+            "p_from_generation": first[2],
+            "p_to_session": last[0],
+            "p_to_cell": last[1],
+            "p_to_generation": last[2],
+        }
+        # Rows arrive one at a time from the cursor: a chunk is never held whole.
+        for row in conn.execute(_payload_range, params):
+            scan.rows += 1
+            scan.size += len(row.payload)
+            problem = _verify(row)
+            if problem is not None:
+                scan.corrupt.append(problem)
+    return (keys[-1][0], keys[-1][1], int(keys[-1][2]))
+
+
+def _chunks(keys: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+    """Yield (first key, last key) of runs of rows holding at most ``CHECK_CHUNK_BYTES``."""
+    start = 0
+    held = 0
+    for index, row in enumerate(keys):
+        size = max(int(row[3] or 0), 0)
+        if index > start and held + size > CHECK_CHUNK_BYTES:
+            yield keys[start], keys[index - 1]
+            start, held = index, 0
+        held += size
+    yield keys[start], keys[-1]
+
+
+def _scan_payloads(store: ObservationStore, scan: _Scan, progress: Progress | None) -> None:
+    total = store.run(Call(lambda conn, _now: int(conn.execute(_payload_totals).one()[1]), False))
+    after: tuple[str, str, int] | None = _BEFORE_FIRST_KEY
+    while after is not None:
+        after = store.run(_check_page_call(after, scan))
+        if progress is not None:
+            progress(scan.size, max(total, scan.size))
+
+
+def _check_page_call(after: tuple[str, str, int], scan: _Scan) -> Call[tuple[str, str, int] | None]:
+    return Call(lambda conn, _now: _check_page(conn, after, scan), False)
+
+
+def check(store: ObservationStore, *, progress: Progress | None = None) -> CheckReport:
+    """Check the database file and re-hash every stored payload against its sha256.
+
+    Payloads are read a page of keys per read transaction and a few megabytes
+    at a time, never all at once; ``progress`` counts payload bytes. A file so
+    damaged that the scan cannot go on gives a report with ``scan_error``.
+    """
+    quick = _quick_check(store)
+    scan = _Scan()
+    error = None
+    try:
+        _scan_payloads(store, scan, progress)
+    except NotADatabase as exc:
+        # A damaged page, which the quick check has most likely named: report it, do not raise.
+        error = f"the payload scan stopped after {scan.rows} payloads: {exc}"
+    return CheckReport(quick, scan.rows, scan.size, tuple(scan.corrupt), error)
