@@ -118,7 +118,7 @@ class RawHost:
     def record(self, session: str, cell: str, generation: int, body: dict[str, Any]) -> None:
         """Store the outcome of pending ``generation``; a completed one closes the cell."""
         payload = encode_body(body)
-        sha = hashlib.sha256(payload).hexdigest()
+        sha = hashlib.sha256(payload).digest()
         kind = body["type"]
 
         def step(conn: sqlite3.Connection) -> None:

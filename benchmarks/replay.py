@@ -38,7 +38,7 @@ def build(path: Path, rows: int) -> int:
     """Write a store file holding ``rows`` observations (rounded to whole cells); return the cells."""
     ObservationStore.open(path).close()
     payload = encode_payload(text_outcome(PAYLOAD_SIZE))
-    sha = hashlib.sha256(payload).hexdigest()
+    sha = hashlib.sha256(payload).digest()
     cells = max(1, rows // GENERATIONS)
     now = time.time_ns() // 1000
 

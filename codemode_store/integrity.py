@@ -137,7 +137,7 @@ def _verify(row: Sequence[Any]) -> CorruptPayload | None:
     problems = []
     if size != len(data):
         problems.append(f"the payload is {len(data)} bytes, the row says {size}")
-    if sha256 != hashlib.sha256(data).hexdigest():
+    if sha256 != hashlib.sha256(data).digest():
         problems.append("its sha256 differs from the one recorded")
     if not problems:
         return None

@@ -50,14 +50,14 @@ __all__ = [
 
 
 class PreparedPayload:
-    """Payload bytes with their length and sha256, computed once outside the transaction."""
+    """Payload bytes with their length and raw sha256 digest, computed once outside the transaction."""
 
     __slots__ = ("data", "sha256", "size")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.size = len(data)
-        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.sha256 = hashlib.sha256(data).digest()
 
     def params(self) -> dict[str, Any]:
         """Return the bind parameters that store this payload."""
@@ -93,6 +93,7 @@ def to_observation(row: Sequence[Any]) -> Observation:
     outcome = None
     error_text = None
     try:
+        sha256 = None if sha is None else sha.hex()
         if state == "retained":
             outcome = decode_payload(payload)
         elif state == "failed":
@@ -116,7 +117,7 @@ def to_observation(row: Sequence[Any]) -> Observation:
         outcome=outcome,
         error_text=error_text,
         payload_bytes=size,
-        payload_sha256=sha,
+        payload_sha256=sha256,
         recorded_at=from_micros(recorded),
         released_at=from_micros(released),
     )

@@ -57,7 +57,8 @@ observations = Table(
     Column("state", String(8), nullable=False),
     Column("kind", String(10), nullable=True),
     Column("payload_bytes", BigInteger, nullable=True),
-    Column("payload_sha256", String(64), nullable=True),
+    # The 32 raw digest bytes, half the size of hex; Observation.payload_sha256 shows hex.
+    Column("payload_sha256", LargeBinary, nullable=True),
     Column("begun_at", BigInteger, nullable=False),
     Column("recorded_at", BigInteger, nullable=True),
     Column("released_at", BigInteger, nullable=True),

@@ -296,7 +296,7 @@ def row_problems(path: Path, session_id: str | None = None) -> tuple[int, list[s
         if state in ("retained", "failed"):
             if payload is None:
                 problems.append(f"{where}: no payload")
-            elif len(payload) != size or hashlib.sha256(payload).hexdigest() != sha:
+            elif len(payload) != size or hashlib.sha256(payload).digest() != sha:
                 problems.append(f"{where}: payload does not match its size and sha256")
             if (kind is None) != (state == "failed"):
                 problems.append(f"{where}: kind {kind!r}")

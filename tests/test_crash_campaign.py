@@ -63,7 +63,7 @@ def test_the_checks_see_a_lost_or_altered_commit(tmp_path: Path) -> None:
             changed = conn.execute(
                 "UPDATE observations SET payload_sha256 = ? "
                 "WHERE rowid = (SELECT min(rowid) FROM observations WHERE payload IS NOT NULL)",
-                ("0" * 64,),
+                (bytes(32),),
             ).rowcount
         # Drop the last observation as if its commit had been lost: the model check sees it.
         with conn:

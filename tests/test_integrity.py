@@ -50,7 +50,7 @@ def test_check_names_each_corrupt_payload_by_key(store: ObservationStore) -> Non
 
 def test_check_detects_a_wrong_sha256_on_an_untouched_payload(store: ObservationStore) -> None:
     fill(store, "s")
-    corrupt(store, "done", 1, "payload_sha256 = :v", hashlib.sha256(b"something else").hexdigest())
+    corrupt(store, "done", 1, "payload_sha256 = :v", hashlib.sha256(b"something else").digest())
     assert [(r.cell_id, r.generation) for r in store.check().corrupt] == [("done", 1)]
 
 

@@ -33,6 +33,15 @@ def stored_payload(store: ObservationStore, generation: int) -> bytes | None:
     return None if value is None else bytes(value)
 
 
+def stored_sha256(store: ObservationStore, generation: int) -> bytes | None:
+    """Return the payload_sha256 column of (s, c, generation), read straight from the table."""
+    o = observations.c
+    query = select(o.payload_sha256).where(o.session_id == "s", o.cell_id == "c", o.generation == generation)
+    with store.engine.connect() as conn:
+        value = conn.execute(query).scalar_one()
+    return None if value is None else bytes(value)
+
+
 OUTCOMES = [
     Outcome.yielded([TextItem("partial"), ImageItem("data:image/png;base64,iVBORw0KGgo=", "high")]),
     Outcome.completed([TextItem("done")], error_text=None),
@@ -60,6 +69,7 @@ def test_record_of_a_pending_generation_retains_the_outcome(
     assert data is not None
     assert observation.payload_bytes == len(data)
     assert observation.payload_sha256 == hashlib.sha256(data).hexdigest()
+    assert stored_sha256(store, 0) == hashlib.sha256(data).digest()  # the raw digest, not hex
     assert observation.recorded_at is not None
     assert observation.recorded_at.utcoffset() == timedelta(0)
     assert observation.recorded_at.tzinfo is UTC
@@ -281,6 +291,7 @@ def test_fail_of_a_pending_generation_stores_the_error(
     assert data is not None
     assert observation.payload_bytes == len(data)
     assert observation.payload_sha256 == hashlib.sha256(data).hexdigest()
+    assert stored_sha256(store, 0) == hashlib.sha256(data).digest()  # the raw digest, not hex
     assert observation.recorded_at is not None and observation.recorded_at.tzinfo is UTC
 
 

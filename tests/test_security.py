@@ -368,7 +368,7 @@ def test_paths_and_corrupt_rows_are_escaped(hostile: Path) -> None:
     conn = sqlite3.connect(hostile)
     try:
         with conn:
-            conn.execute("UPDATE observations SET payload_sha256 = ? WHERE state = 'retained'", ("0" * 64,))
+            conn.execute("UPDATE observations SET payload_sha256 = ? WHERE state = 'retained'", (bytes(32),))
     finally:
         conn.close()
     result = CliRunner().invoke(main, ["--db", str(hostile), "check"])

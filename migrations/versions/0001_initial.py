@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(8), nullable=False),
         sa.Column("kind", sa.String(10), nullable=True),
         sa.Column("payload_bytes", sa.BigInteger(), nullable=True),
-        sa.Column("payload_sha256", sa.String(64), nullable=True),
+        sa.Column("payload_sha256", sa.LargeBinary(), nullable=True),
         sa.Column("begun_at", sa.BigInteger(), nullable=False),
         sa.Column("recorded_at", sa.BigInteger(), nullable=True),
         sa.Column("released_at", sa.BigInteger(), nullable=True),
