@@ -143,10 +143,15 @@ def configure_sqlite(engine: Engine, *, durability: Durability, busy_timeout: fl
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
-        if connection.get_execution_options().get(READ_ONLY):
-            connection.exec_driver_sql("BEGIN")
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        statement = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        # Straight on the DB-API connection (a cursor, which the aiosqlite adapter
+        # offers too): SQLAlchemy has nothing to add to a BEGIN, and its execution
+        # machinery would cost about as much as one of the transaction's statements.
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
 
 
 def prepare_sqlite_file(conn: Connection) -> None:
