@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from . import migrate
-from .engine import build_engine, is_sqlite, to_url
+from .engine import build_engine, is_memory, is_sqlite, to_url
 from .errors import DatabaseError, StoreNotFound
 from .store import ObservationStore
 from .translate import errors_of_database
@@ -49,7 +49,7 @@ def shown(url: URL) -> str:
 
 def sqlite_path(url: URL) -> Path | None:
     """Return the file of a SQLite URL, or ``None`` (another backend, or in memory)."""
-    if not is_sqlite(url) or url.database in (None, "", ":memory:") or "mode=memory" in str(url):
+    if not is_sqlite(url) or is_memory(url):
         return None
     database = url.database or ""
     return Path(database[5:] if database.startswith("file:") else database)

@@ -92,10 +92,10 @@ def _as_outcome(outcome: object, key: dict[str, Any]) -> Outcome:
         return outcome
     if isinstance(outcome, Mapping):
         try:
-            wire_cell = Outcome.wire_cell_id(outcome)
             value = Outcome.from_wire(outcome)
         except StoreError as exc:
             raise InvalidInput(exc.detail, **key) from exc
+        wire_cell = outcome["cell_id"]  # checked by from_wire
         if wire_cell != key["cell_id"]:
             raise InvalidInput(f"the outcome is for cell {wire_cell!r}", **key)
         return value

@@ -1,9 +1,9 @@
 """Read-only views of a store for people and scripts: sessions, one observation, totals.
 
-The query functions take an open :class:`ObservationStore` and run one read
-transaction each. :func:`record` turns any of the values they return (and the
-store's own ``Observation`` and ``CellSummary``) into a JSON object with the
-stable keys listed in ``RECORD_KEYS`` (documented in the README).
+The query functions take an open :class:`ObservationStore` and only read.
+:func:`record` turns any of the values they return (and the store's own
+``Observation`` and ``CellSummary``) into a JSON object with the stable keys
+listed in ``RECORD_KEYS`` (documented in the README).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, distinct, func, not_, select
+from sqlalchemy import Connection, distinct, func, select
 
 from . import migrate, space
 from .admin import file_sizes, shown
-from .calls import Call, get
+from .calls import Call
 from .errors import FutureGeneration, NoOutcome, UnknownCell
-from .observation import CellSummary, Observation, from_micros
+from .observation import CellSummary, Observation
 from .schema import cells, observations
 from .store import ObservationStore
 from .translate import errors_of_database
@@ -133,68 +133,25 @@ def record(value: SessionSummary | CellSummary | Observation | StoreStats) -> di
 
 # -- sessions ---------------------------------------------------------------------------
 
-_holds_payload = o.state.in_(("retained", "failed"))
-
-_cells_per_session = (
-    select(
-        c.session_id,
-        func.count().label("cells"),
-        func.sum(case((not_(c.closed), 1), else_=0)).label("open_cells"),
-        func.max(c.created_at).label("last_created"),
-    )
-    .group_by(c.session_id)
-    .subquery("cells_per_session")
-)
-
-_observations_per_session = (
-    select(
-        o.session_id,
-        func.count().label("observations"),
-        func.sum(case((_holds_payload, o.payload_bytes), else_=0)).label("retained_bytes"),
-        func.max(o.begun_at).label("last_begun"),
-        func.max(o.recorded_at).label("last_recorded"),
-        func.max(o.released_at).label("last_released"),
-    )
-    .group_by(o.session_id)
-    .subquery("observations_per_session")
-)
-
-_session_summaries = (
-    select(
-        _cells_per_session.c.session_id,
-        _cells_per_session.c.cells,
-        _cells_per_session.c.open_cells,
-        func.coalesce(_observations_per_session.c.observations, 0),
-        func.coalesce(_observations_per_session.c.retained_bytes, 0),
-        _cells_per_session.c.last_created,
-        _observations_per_session.c.last_begun,
-        _observations_per_session.c.last_recorded,
-        _observations_per_session.c.last_released,
-    )
-    .select_from(
-        _cells_per_session.outerjoin(
-            _observations_per_session,
-            _observations_per_session.c.session_id == _cells_per_session.c.session_id,
-        )
-    )
-    .order_by(_cells_per_session.c.session_id)
-)
-
-
-def _read_sessions(conn: Connection, _now: int) -> list[SessionSummary]:
-    result = []
-    for session_id, n_cells, n_open, n_observations, retained, *times in conn.execute(_session_summaries):
-        last = from_micros(max(t for t in times if t is not None))
-        assert last is not None
-        result.append(
-            SessionSummary(session_id, int(n_cells), int(n_open), int(n_observations), int(retained), last)
-        )
-    return result
-
 
 def sessions(store: ObservationStore) -> list[SessionSummary]:
     """Return one summary per session that has cells, ordered by session id."""
-    return store.run(Call(_read_sessions, writes=False))
+    # Folded from the cell summaries (one read, ordered by session), so that a
+    # session's bytes and last activity are by definition those of its cells.
+    by_session: dict[str, list[CellSummary]] = {}
+    for cell in store.cells():
+        by_session.setdefault(cell.session_id, []).append(cell)
+    return [
+        SessionSummary(
+            session_id=session_id,
+            cells=len(found),
+            open_cells=sum(not cell.closed for cell in found),
+            observations=sum(cell.observations for cell in found),
+            retained_bytes=sum(cell.retained_bytes for cell in found),
+            last_activity=max(cell.last_activity for cell in found),
+        )
+        for session_id, found in by_session.items()
+    ]
 
 
 # -- one observation ----------------------------------------------------------------------
@@ -208,16 +165,17 @@ def observation(
     ``UnknownCell`` when the session does not know the cell, ``FutureGeneration``
     when the cell has no such generation (or none yet).
     """
+    handle = store.session(session_id)
     if generation is None:
-        session = check_identifier(session_id, "session_id")
+        session = handle.session_id
         cell = check_identifier(cell_id, "cell_id", session_id=session)
-        summary = next((s for s in store.cells(session) if s.cell_id == cell), None)
+        summary = next((s for s in handle.cells() if s.cell_id == cell), None)
         if summary is None:
             raise UnknownCell("the session does not know this cell", session_id=session, cell_id=cell)
         if summary.last_generation is None:
             raise FutureGeneration("the cell has no observation yet", session_id=session, cell_id=cell)
         generation = summary.last_generation
-    found = store.run(get(session_id, cell_id, generation))
+    found = handle.get(cell_id, generation)
     if found is None:
         raise FutureGeneration(
             "the cell has no such generation yet",

@@ -18,6 +18,7 @@ from .calls import Call
 from .errors import NotADatabase
 from .progress import Progress
 from .schema import observations
+from .statements import holds_payload
 
 if TYPE_CHECKING:
     from .store import ObservationStore
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["CheckReport", "CorruptPayload", "check"]
 
 o = observations.c
-
-_holds_payload = o.state.in_(("retained", "failed"))
 
 #: How many payload keys one read transaction of ``check`` covers.
 CHECK_PAGE_ROWS = 512
@@ -43,16 +42,16 @@ def _key_params(prefix: str) -> Any:
     )
 
 
-_payload_totals = select(func.count(), func.coalesce(func.sum(o.payload_bytes), 0)).where(_holds_payload)
+_payload_total_bytes = select(func.coalesce(func.sum(o.payload_bytes), 0)).where(holds_payload)
 _payload_keys = (
     select(*_key_columns, o.payload_bytes)
-    .where(_holds_payload, _key > _key_params("p_after"))
+    .where(holds_payload, _key > _key_params("p_after"))
     .order_by(*_key_columns)
     .limit(bindparam("p_limit"))
 )
 _payload_range = (
     select(*_key_columns, o.state, o.payload_bytes, o.payload_sha256, o.payload)
-    .where(_holds_payload, _key >= _key_params("p_from"), _key <= _key_params("p_to"))
+    .where(holds_payload, _key >= _key_params("p_from"), _key <= _key_params("p_to"))
     .order_by(*_key_columns)
 )
 #: Sorts before every key: identifiers are never empty, generations never negative.
@@ -199,7 +198,7 @@ def _chunks(keys: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
 
 
 def _scan_payloads(store: ObservationStore, scan: _Scan, progress: Progress | None) -> None:
-    total = store.run(Call(lambda conn, _now: int(conn.execute(_payload_totals).one()[1]), False))
+    total = store.run(Call(lambda conn, _now: int(conn.execute(_payload_total_bytes).scalar_one()), False))
     after: tuple[str, str, int] | None = _BEFORE_FIRST_KEY
     while after is not None:
         after = store.run(_check_page_call(after, scan))

@@ -8,7 +8,7 @@ keeping tombstones. :func:`parse_age` reads the ``7d`` style ages of the CLI.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,6 @@ __all__ = ["ExpiredSession", "GcReport", "gc", "parse_age"]
 o = observations.c
 c = cells.c
 
-_holds_payload = o.state.in_(("retained", "failed"))
 _droppable = o.state.in_(("retained", "failed", "pending"))
 _session: BindParameter[str] = bindparam("p_session_id")
 _cutoff: BindParameter[int] = bindparam("p_cutoff")
@@ -40,14 +39,16 @@ _observation_totals = select(
     o.session_id,
     func.count(),
     func.coalesce(func.sum(case((_droppable, 1), else_=0)), 0),
-    func.coalesce(func.sum(case((_holds_payload, o.payload_bytes), else_=0)), 0),
+    func.coalesce(func.sum(case((sql.holds_payload, o.payload_bytes), else_=0)), 0),
     func.max(o.begun_at),
     func.max(o.recorded_at),
     func.max(o.released_at),
 ).group_by(o.session_id)
 _cell_totals = select(c.session_id, func.count(), func.max(c.created_at)).group_by(c.session_id)
 _observation_totals_of_session = _observation_totals.where(o.session_id == _session)
-_cell_totals_of_session = _cell_totals.where(c.session_id == _session)
+# Locks the session's cells (PostgreSQL) and reads what the cell totals need in
+# the same round trip: an aggregate cannot be taken FOR UPDATE.
+_lock_session_cells = select(c.created_at).where(c.session_id == _session).with_for_update()
 
 # The guards below repeat the age test row by row. On SQLite the write lock
 # already excludes every writer; on PostgreSQL a row changed by a concurrent
@@ -153,14 +154,23 @@ class _Totals:
     last_activity: int
 
 
-def _totals(conn: Connection, session_id: str | None) -> dict[str, _Totals]:
-    """Return the row counts and last activity of one session, or of every session."""
-    if session_id is None:
-        observation_rows = conn.execute(_observation_totals)
-        cell_rows = conn.execute(_cell_totals)
-    else:
-        observation_rows = conn.execute(_observation_totals_of_session, {"p_session_id": session_id})
-        cell_rows = conn.execute(_cell_totals_of_session, {"p_session_id": session_id})
+def _totals(conn: Connection) -> dict[str, _Totals]:
+    """Return the row counts and last activity of every session."""
+    return _merged(conn.execute(_observation_totals), conn.execute(_cell_totals))
+
+
+def _locked_totals(conn: Connection, session_id: str) -> _Totals | None:
+    """Lock one session's cells and return its totals, read under the lock."""
+    params = {"p_session_id": session_id}
+    created = conn.execute(_lock_session_cells, params).scalars().all()
+    cell_rows = [(session_id, len(created), max(created))] if created else []
+    return _merged(conn.execute(_observation_totals_of_session, params), cell_rows).get(session_id)
+
+
+def _merged(
+    observation_rows: Iterable[Sequence[Any]], cell_rows: Iterable[Sequence[Any]]
+) -> dict[str, _Totals]:
+    """Return the totals of each session from its observation and cell aggregates."""
     per_session: dict[str, list[int]] = {}
     for sid, count, droppable, size, *times in observation_rows:
         per_session[sid] = [0, int(count), int(droppable), int(size), _latest(times)]
@@ -192,9 +202,8 @@ def _expire(
     conn: Connection, session_id: str, cutoff: int, now: int, keep_tombstones: bool
 ) -> ExpiredSession | None:
     """Purge one session in the caller's transaction, if it is still idle."""
-    conn.execute(sql.lock_session_cells, {"p_session_id": session_id}).all()
     # Re-read under the lock: a host may have touched the session since the scan.
-    totals = _totals(conn, session_id).get(session_id)
+    totals = _locked_totals(conn, session_id)
     if totals is None or not _is_expired(totals, cutoff, keep_tombstones):
         return None
     params = {"p_session_id": session_id, "p_cutoff": cutoff}
@@ -251,7 +260,7 @@ def gc(
     except OverflowError as exc:
         raise InvalidInput(f"older_than reaches before the year 1: {older_than!r}") from exc
     cutoff, now_us = to_micros(cutoff_at), to_micros(moment)
-    scan = store.run(Call(lambda conn, _now: _totals(conn, None), False))
+    scan = store.run(Call(lambda conn, _now: _totals(conn), False))
     candidates = sorted(
         (t for t in scan.values() if _is_expired(t, cutoff, keep_tombstones)), key=lambda t: t.session_id
     )

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from .calls import Call
 from .progress import Progress
-from .translate import errors_of_database, translate
+from .translate import errors_of_database
 
 if TYPE_CHECKING:
     from .store import ObservationStore
@@ -136,13 +135,8 @@ def space(store: ObservationStore) -> SpaceStats:
 @contextlib.contextmanager
 def _driver_connection(engine: Engine) -> Iterator[Any]:
     """Yield a pooled DB-API connection with no transaction open, for what cannot run in one."""
-    dbapi = engine.dialect.loaded_dbapi
-    with engine.connect() as conn:
-        driver = conn.connection.driver_connection
-        try:
-            yield driver
-        except dbapi.Error as exc:
-            raise translate(DBAPIError.instance(None, None, exc, dbapi.Error)) from exc
+    with errors_of_database(), engine.connect() as conn:
+        yield conn.connection.driver_connection
 
 
 def _incremental_step(conn: Connection) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, delete, func, insert, or_, select, update
 
 from .schema import cells, observations
 
@@ -157,54 +157,65 @@ delete_session_cells = delete(cells).where(c.session_id == bindparam("p_session_
 
 # -- summaries ---------------------------------------------------------------
 
-_holds_payload = o.state.in_(("retained", "failed"))
-
-_per_cell = (
-    select(
-        o.session_id,
-        o.cell_id,
-        func.count().label("observations"),
-        func.coalesce(func.sum(case((_holds_payload, o.payload_bytes), else_=0)), 0).label("retained_bytes"),
-        func.max(o.begun_at).label("last_begun"),
-        func.max(o.recorded_at).label("last_recorded"),
-        func.max(o.released_at).label("last_released"),
-    )
-    .group_by(o.session_id, o.cell_id)
-    .subquery("per_cell")
-)
+#: The rows whose payload is still stored: retained outcomes and failure texts.
+holds_payload = o.state.in_(("retained", "failed"))
 
 _last = observations.alias("last_observation")
 
-#: One row a cell: its flags, its last generation's state and kind, its totals.
-cell_summaries = (
-    select(
-        c.session_id,
-        c.cell_id,
-        c.closed,
-        c.last_generation,
-        _last.c.state,
-        _last.c.kind,
-        func.coalesce(_per_cell.c.observations, 0),
-        func.coalesce(_per_cell.c.retained_bytes, 0),
-        c.created_at,
-        _per_cell.c.last_begun,
-        _per_cell.c.last_recorded,
-        _per_cell.c.last_released,
-    )
-    .select_from(
-        cells.outerjoin(
-            _per_cell,
-            and_(_per_cell.c.session_id == c.session_id, _per_cell.c.cell_id == c.cell_id),
-        ).outerjoin(
-            _last,
-            and_(
-                _last.c.session_id == c.session_id,
-                _last.c.cell_id == c.cell_id,
-                _last.c.generation == c.last_generation,
-            ),
-        )
-    )
-    .order_by(c.session_id, c.created_at, c.cell_id)
-)
 
-cell_summaries_of_session = cell_summaries.where(c.session_id == bindparam("p_session_id"))
+def _cell_summaries(*, of_one_session: bool) -> Select[Any]:
+    """Build the summary query, for every session or for the one named ``p_session_id``.
+
+    The session filter goes inside the per-cell aggregate too: filtered only
+    outside, SQLite materialises the aggregate over every observation in the file.
+    """
+    per_cell_query = select(
+        o.session_id,
+        o.cell_id,
+        func.count().label("observations"),
+        func.coalesce(func.sum(case((holds_payload, o.payload_bytes), else_=0)), 0).label("retained_bytes"),
+        func.max(o.begun_at).label("last_begun"),
+        func.max(o.recorded_at).label("last_recorded"),
+        func.max(o.released_at).label("last_released"),
+    ).group_by(o.session_id, o.cell_id)
+    if of_one_session:
+        per_cell_query = per_cell_query.where(o.session_id == bindparam("p_session_id"))
+    per_cell = per_cell_query.subquery("per_cell")
+    query = (
+        select(
+            c.session_id,
+            c.cell_id,
+            c.closed,
+            c.last_generation,
+            _last.c.state,
+            _last.c.kind,
+            func.coalesce(per_cell.c.observations, 0),
+            func.coalesce(per_cell.c.retained_bytes, 0),
+            c.created_at,
+            per_cell.c.last_begun,
+            per_cell.c.last_recorded,
+            per_cell.c.last_released,
+        )
+        .select_from(
+            cells.outerjoin(
+                per_cell,
+                and_(per_cell.c.session_id == c.session_id, per_cell.c.cell_id == c.cell_id),
+            ).outerjoin(
+                _last,
+                and_(
+                    _last.c.session_id == c.session_id,
+                    _last.c.cell_id == c.cell_id,
+                    _last.c.generation == c.last_generation,
+                ),
+            )
+        )
+        .order_by(c.session_id, c.created_at, c.cell_id)
+    )
+    if of_one_session:
+        query = query.where(c.session_id == bindparam("p_session_id"))
+    return query
+
+
+#: One row a cell: its flags, its last generation's state and kind, its totals.
+cell_summaries = _cell_summaries(of_one_session=False)
+cell_summaries_of_session = _cell_summaries(of_one_session=True)

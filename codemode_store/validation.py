@@ -22,13 +22,14 @@ def check_identifier(
     what: str,
     *,
     session_id: str | None = None,
-    cell_id: str | None = None,
-    generation: int | None = None,
 ) -> str:
-    """Return ``value`` as a valid session or cell id, or raise ``InvalidInput``."""
+    """Return ``value`` as a valid session or cell id, or raise ``InvalidInput``.
+
+    ``session_id`` names the session a cell id belongs to, for the message.
+    """
 
     def reject(reason: str) -> InvalidInput:
-        return InvalidInput(f"{what} {reason}", session_id=session_id, cell_id=cell_id, generation=generation)
+        return InvalidInput(f"{what} {reason}", session_id=session_id)
 
     if not isinstance(value, str):
         raise reject(f"must be a string, not {type(value).__name__}")

@@ -16,9 +16,10 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, make_url, select, text
 
 from codemode_store import ObservationStore
+from codemode_store.schema import observations
 
 #: The ``aged_url`` fixture and the helpers of the gc, check and vacuum tests.
 pytest_plugins = ["idle_stores"]
@@ -130,3 +131,12 @@ def dump(store: ObservationStore) -> dict[str, list[tuple[object, ...]]]:
     }
     with store.engine.connect() as conn:
         return {name: [tuple(row) for row in conn.execute(text(query))] for name, query in tables.items()}
+
+
+def stored(store: ObservationStore, column: str, generation: int) -> bytes | None:
+    """Return column ``column`` of the row (s, c, generation), read straight from the table."""
+    o = observations.c
+    query = select(o[column]).where(o.session_id == "s", o.cell_id == "c", o.generation == generation)
+    with store.engine.connect() as conn:
+        value = conn.execute(query).scalar_one()
+    return None if value is None else bytes(value)

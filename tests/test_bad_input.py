@@ -197,6 +197,21 @@ def test_the_api_refuses_malformed_input_and_writes_nothing(
     store.session("s").record("busy", 0, Outcome.completed([TextItem("ok")]))
 
 
+# A wire cell_id that is malformed also differs from the cell recorded ("busy"): each of
+# these cases must be refused for its cell_id itself, not only as an outcome for another cell.
+WIRE_CELL_ID_CASES = [name for name in API_CASES if name.startswith("wire cell_id")]
+
+
+@pytest.mark.parametrize("name", WIRE_CELL_ID_CASES)
+def test_a_malformed_wire_cell_id_is_refused_for_itself(store: ObservationStore, name: str) -> None:
+    world(store)
+    before = dump(store)
+    with pytest.raises(InvalidInput, match="cell_id") as caught:
+        API_CASES[name](store)
+    assert "for cell" not in str(caught.value)
+    assert dump(store) == before
+
+
 # -- the command line ---------------------------------------------------------------------------------------
 
 LONG = "x" * 257

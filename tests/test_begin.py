@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from conftest import dump
+from sqlalchemy import select, update
 
 from codemode_store import ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import (
@@ -18,6 +19,7 @@ from codemode_store.errors import (
     ObservationInProgress,
     UnknownCell,
 )
+from codemode_store.schema import cells, observations
 
 
 @pytest.fixture
@@ -158,6 +160,17 @@ def test_replay_with_the_same_request_is_accepted(session: StoreSession) -> None
     assert replay is not None and replay.state == "retained"
 
 
+def test_the_request_is_kept_with_the_row_as_canonical_json(
+    store: ObservationStore, session: StoreSession
+) -> None:
+    session.begin("c", 0, {"yield_time_ms": 10000, "max_tokens": 5, "note": "é"})
+    query = select(observations.c.request).where(observations.c.generation == 0)
+    with store.engine.connect() as conn:
+        kept = conn.execute(query).scalar_one()
+    # RFC 8785 form of this object: sorted keys, no spaces, text not escaped.
+    assert kept == '{"max_tokens":5,"note":"é","yield_time_ms":10000}'
+
+
 def test_replay_with_a_different_request_is_a_conflict(
     store: ObservationStore, session: StoreSession
 ) -> None:
@@ -189,6 +202,25 @@ def test_request_is_compared_only_when_both_were_given(
     session.record("c", 0, Outcome.yielded([]))
     replay = session.begin("c", 0, replayed)
     assert replay is not None and replay.state == "retained"
+
+
+@pytest.mark.parametrize(
+    ("first", "replayed"),
+    [(None, {"yield_time_ms": 1}), ({"yield_time_ms": 1}, None)],
+    ids=["stored-none", "given-none"],
+)
+def test_request_of_a_failed_generation_is_compared_only_when_both_were_given(
+    store: ObservationStore,
+    session: StoreSession,
+    first: dict[str, Any] | None,
+    replayed: dict[str, Any] | None,
+) -> None:
+    session.begin("c", 0, first)
+    session.fail("c", 0, "lost")
+    before = dump(store)
+    replay = session.begin("c", 0, replayed)
+    assert replay is not None and (replay.state, replay.error_text) == ("failed", "lost")
+    assert dump(store) == before
 
 
 def test_begin_of_a_tombstone_is_already_released(store: ObservationStore, session: StoreSession) -> None:
@@ -230,6 +262,37 @@ def test_begin_beyond_the_next_generation_is_future(session: StoreSession, ahead
 def test_the_largest_generation_is_a_value_not_invalid_input(session: StoreSession) -> None:
     with pytest.raises(FutureGeneration):
         session.begin("c", 2**63 - 1)
+
+
+def test_the_largest_generation_is_stored_and_read_back(
+    store: ObservationStore, session: StoreSession
+) -> None:
+    # Move the cell to generation 2**63-2 behind the store's back: no test can begin 2**63 times.
+    last = 2**63 - 2
+    session.begin("c", 0)
+    session.record("c", 0, Outcome.yielded([TextItem("partial")]))
+    key = (observations.c.session_id == "s") & (observations.c.cell_id == "c")
+    with store.engine.begin() as conn:
+        conn.execute(update(observations).where(key).values(generation=last))
+        conn.execute(
+            update(cells)
+            .where((cells.c.session_id == "s") & (cells.c.cell_id == "c"))
+            .values(last_generation=last)
+        )
+
+    assert session.begin("c", last + 1) is None
+    session.record("c", last + 1, Outcome.completed([TextItem("done")]))
+
+    assert [(o.generation, o.state) for o in session.history("c")] == [
+        (last, "released"),
+        (last + 1, "retained"),
+    ]
+    replay = session.begin("c", 2**63 - 1)
+    assert replay is not None and replay.generation == 2**63 - 1
+    assert replay.outcome == Outcome.completed([TextItem("done")])
+    (summary,) = session.cells()
+    assert summary.last_generation == 2**63 - 1
+    assert session.release("c", 2**63 - 1) is True
 
 
 def _close_by_completed(s: StoreSession) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,25 @@ def test_the_public_names_of_section_4_are_importable() -> None:
     assert all(issubclass(error, StoreError) for error in errors)
     assert len(set(errors)) == 11
     assert all(callable(name) for name in (ImageItem, Observation, ObservationStore, Outcome, TextItem))
+
+
+def test_a_session_handle_writes_nothing(store: ObservationStore) -> None:
+    before = dump(store)
+    handle = store.session("thread-1")
+    assert handle.session_id == "thread-1"
+    assert dump(store) == before
+    assert store.cells() == []
+
+
+def test_an_observation_is_a_frozen_value(session: StoreSession) -> None:
+    session.begin("c", 0)
+    session.record("c", 0, Outcome.yielded([TextItem("y")]))
+    observation = session.get("c", 0)
+    assert observation is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        observation.state = "released"  # type: ignore[misc]
+    assert observation == session.get("c", 0)
+    assert hash(observation) == hash(session.get("c", 0))
 
 
 # -- create_cell ---------------------------------------------------------------------------

@@ -7,12 +7,10 @@ from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
-from conftest import dump
-from sqlalchemy import select
+from conftest import dump, stored
 
 from codemode_store import ImageItem, ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import GenerationConflict, InvalidInput, NotPending, UnknownCell
-from codemode_store.schema import observations
 
 
 @pytest.fixture
@@ -22,24 +20,6 @@ def session(store: ObservationStore) -> StoreSession:
     handle.create_cell("c")
     handle.begin("c", 0)
     return handle
-
-
-def stored_payload(store: ObservationStore, generation: int) -> bytes | None:
-    """Return the payload column of (s, c, generation), read straight from the table."""
-    o = observations.c
-    query = select(o.payload).where(o.session_id == "s", o.cell_id == "c", o.generation == generation)
-    with store.engine.connect() as conn:
-        value = conn.execute(query).scalar_one()
-    return None if value is None else bytes(value)
-
-
-def stored_sha256(store: ObservationStore, generation: int) -> bytes | None:
-    """Return the payload_sha256 column of (s, c, generation), read straight from the table."""
-    o = observations.c
-    query = select(o.payload_sha256).where(o.session_id == "s", o.cell_id == "c", o.generation == generation)
-    with store.engine.connect() as conn:
-        value = conn.execute(query).scalar_one()
-    return None if value is None else bytes(value)
 
 
 OUTCOMES = [
@@ -65,11 +45,11 @@ def test_record_of_a_pending_generation_retains_the_outcome(
     assert observation is not None
     assert (observation.state, observation.kind, observation.outcome) == ("retained", outcome.kind, outcome)
     assert observation.error_text is None and observation.released_at is None
-    data = stored_payload(store, 0)
+    data = stored(store, "payload", 0)
     assert data is not None
     assert observation.payload_bytes == len(data)
     assert observation.payload_sha256 == hashlib.sha256(data).hexdigest()
-    assert stored_sha256(store, 0) == hashlib.sha256(data).digest()  # the raw digest, not hex
+    assert stored(store, "payload_sha256", 0) == hashlib.sha256(data).digest()  # the raw digest, not hex
     assert observation.recorded_at is not None
     assert observation.recorded_at.utcoffset() == timedelta(0)
     assert observation.recorded_at.tzinfo is UTC
@@ -210,11 +190,16 @@ def test_record_accepts_a_wire_object(session: StoreSession) -> None:
     assert observation.outcome == Outcome.completed([ImageItem("data:image/png;base64,AA==", "low")], "bad")
 
 
-def test_a_wire_object_and_the_equal_outcome_are_the_same_record(session: StoreSession) -> None:
+def test_a_wire_object_and_the_equal_outcome_are_the_same_record(
+    store: ObservationStore, session: StoreSession
+) -> None:
     session.record("c", 0, Outcome.yielded([TextItem("x")]))
+    before = dump(store)
+    # The idempotent retry: no GenerationConflict, and nothing changes.
     session.record(
         "c", 0, {"type": "yielded", "cell_id": "c", "content_items": [{"type": "input_text", "text": "x"}]}
     )
+    assert dump(store) == before
 
 
 def test_a_wire_object_for_another_cell_is_invalid_input(
@@ -287,11 +272,11 @@ def test_fail_of_a_pending_generation_stores_the_error(
     assert observation is not None
     assert (observation.state, observation.kind, observation.outcome) == ("failed", None, None)
     assert observation.error_text == "runtime crashed ✗"
-    data = stored_payload(store, 0)
+    data = stored(store, "payload", 0)
     assert data is not None
     assert observation.payload_bytes == len(data)
     assert observation.payload_sha256 == hashlib.sha256(data).hexdigest()
-    assert stored_sha256(store, 0) == hashlib.sha256(data).digest()  # the raw digest, not hex
+    assert stored(store, "payload_sha256", 0) == hashlib.sha256(data).digest()  # the raw digest, not hex
     assert observation.recorded_at is not None and observation.recorded_at.tzinfo is UTC
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from datetime import UTC
+from pathlib import Path
 
 import pytest
-from conftest import dump
-from sqlalchemy import select
+from conftest import dump, stored
 
 from codemode_store import ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import FutureGeneration, NotReleasable, UnknownCell
-from codemode_store.schema import observations
 
 
 @pytest.fixture
@@ -21,15 +20,6 @@ def session(store: ObservationStore) -> StoreSession:
     handle = store.session("s")
     handle.create_cell("c")
     return handle
-
-
-def stored_payload(store: ObservationStore, generation: int) -> bytes | None:
-    """Return the payload column of (s, c, generation), read straight from the table."""
-    o = observations.c
-    query = select(o.payload).where(o.session_id == "s", o.cell_id == "c", o.generation == generation)
-    with store.engine.connect() as conn:
-        value = conn.execute(query).scalar_one()
-    return None if value is None else bytes(value)
 
 
 # -- 1. unknown session or cell -------------------------------------------------------
@@ -115,7 +105,7 @@ def test_release_of_a_terminal_outcome_leaves_a_tombstone(
 ) -> None:
     session.begin("c", 0)
     session.record("c", 0, outcome)
-    data = stored_payload(store, 0)
+    data = stored(store, "payload", 0)
     assert data is not None
     retained = session.get("c", 0)
     assert retained is not None
@@ -124,7 +114,7 @@ def test_release_of_a_terminal_outcome_leaves_a_tombstone(
 
     tombstone = session.get("c", 0)
     assert tombstone is not None
-    assert stored_payload(store, 0) is None
+    assert stored(store, "payload", 0) is None
     assert (tombstone.state, tombstone.outcome, tombstone.error_text) == ("released", None, None)
     assert tombstone.generation == 0
     assert tombstone.kind == outcome.kind
@@ -162,7 +152,7 @@ def test_release_of_the_trailing_yield_of_a_closed_cell_leaves_a_tombstone(
     tombstone = session.get("c", 1)
     assert tombstone is not None
     assert (tombstone.state, tombstone.kind) == ("released", "yielded")
-    assert stored_payload(store, 1) is None
+    assert stored(store, "payload", 1) is None
     assert session.release("c", 1) is False
 
 
@@ -256,3 +246,25 @@ def test_concurrent_releases_all_succeed_and_exactly_one_drops_the_payload(store
         thread.join()
     assert errors == []
     assert sorted(results) == [False] * 5 + [True]
+
+
+# -- SPEC §7: the README states the contract ---------------------------------------------------
+
+
+def test_the_readme_states_the_acknowledgement_contract_in_a_few_lines() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    heading = "## The acknowledgement contract"
+    assert heading in readme
+    section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
+    assert len(section.strip().splitlines()) <= 30, section
+    flat = " ".join(section.split())
+    for promise in (
+        "byte for byte",  # replayed unchanged until acknowledged
+        "asking for g+1",  # an acknowledgement is the next request ...
+        "`release(cell, g)`",  # ... or a release
+        "durably",  # Core acknowledges only after its own commit
+        "returns `False`",  # a late or repeated acknowledgement is harmless
+        "`AlreadyReleased`",  # a replay of a released generation, never a re-run
+        "`UnknownCell`",  # an acknowledgement for a cell the store never saw
+    ):
+        assert promise in flat, promise

@@ -15,7 +15,7 @@ import alembic.script
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy import Engine, event, inspect, make_url, text
 
 from codemode_store import ObservationStore, Outcome, TextItem
 from codemode_store.engine import build_engine, to_url
@@ -122,6 +122,16 @@ def test_open_creates_a_new_file(tmp_path: Path) -> None:
     with ObservationStore.open(path) as store:
         assert current_revision(store.engine) == HEAD_REVISION
         use(store)
+
+
+def test_open_takes_a_path_or_any_sqlalchemy_url(tmp_path: Path) -> None:
+    path = tmp_path / "host.db"
+    with ObservationStore.open(path) as store:
+        use(store)
+    for target in (str(path), f"sqlite:///{path}", make_url(f"sqlite+pysqlite:///{path}")):
+        with ObservationStore.open(target) as store:
+            assert [(c.session_id, c.cell_id) for c in store.cells()] == [("thread-1", "cell-1")], target
+    assert sorted(entry.name for entry in tmp_path.iterdir() if entry.suffix == ".db") == ["host.db"]
 
 
 def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:

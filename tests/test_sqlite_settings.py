@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import dump
 from sqlalchemy import event
 
 from codemode_store import ObservationStore, Outcome, TextItem
@@ -224,6 +225,19 @@ def test_max_payload_bytes_is_honoured(store_url: str) -> None:
         assert replay is not None and replay.outcome == outcome
         with pytest.raises(NotPending):
             s.record("cell", 1, outcome)
+
+
+def test_max_payload_bytes_defaults_to_64_mib(store_url: str) -> None:
+    with ObservationStore.open(store_url) as store:
+        assert store.max_payload_bytes == 64 * 1024 * 1024
+        s = store.session("thread-1")
+        s.create_cell("cell")
+        s.begin("cell", 0)
+        before = dump(store)
+        # 32 Mi two-byte characters and one more byte: 64 MiB + 1 once encoded as UTF-8.
+        with pytest.raises(InvalidInput, match="max_payload_bytes"):
+            s.fail("cell", 0, "é" * (32 * 1024 * 1024) + "e")
+        assert dump(store) == before
 
 
 @pytest.mark.parametrize("limit", [0, -1, True, 1.5, "64"])

@@ -109,6 +109,20 @@ def test_empty_error_text_normalises_to_none() -> None:
     assert Outcome.completed([TextItem("x")], error_text="") == Outcome.completed([TextItem("x")])
 
 
+@pytest.mark.parametrize("detail", ["auto", "low", "high", "original"])
+def test_each_detail_value_round_trips(detail: str) -> None:
+    item = {"type": "input_image", "image_url": "data:image/png;base64,AA==", "detail": detail}
+    wire = {"type": "yielded", "cell_id": "c", "content_items": [item]}
+    outcome = Outcome.from_wire(wire)
+    assert outcome.content_items == (ImageItem("data:image/png;base64,AA==", detail),)
+    assert outcome.to_wire("c") == wire
+
+
+def test_a_cell_id_of_256_characters_round_trips() -> None:
+    wire = {"type": "missing", "cell_id": "é" * 255 + "✓"}
+    assert Outcome.from_wire(wire).to_wire(wire["cell_id"]) == wire
+
+
 def test_missing_has_only_type_and_cell_id() -> None:
     assert Outcome.missing().to_wire("c") == {"type": "missing", "cell_id": "c"}
 
