@@ -97,7 +97,11 @@ def _cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _reader(db: Path, stop: threading.Event, runs: list[tuple[str, int, str, str]]) -> None:
-    """Run ``cells --json`` and ``stats --json`` by turns until ``stop`` is set."""
+    """Run ``cells --json`` and ``stats --json`` by turns until ``stop`` is set.
+
+    ``runs`` belongs to this reader alone: one reader's runs are in snapshot
+    order, but two readers' runs finish in no order relative to each other.
+    """
     commands = ("cells", "stats")
     turn = 0
     while not stop.is_set():
@@ -108,6 +112,7 @@ def _reader(db: Path, stop: threading.Event, runs: list[tuple[str, int, str, str
 
 
 def _check_reader_runs(runs: list[tuple[str, int, str, str]]) -> list[str]:
+    """Check one reader's runs: each exited 0 unlocked, and the count it saw only grew."""
     problems = []
     seen = 0
     for command, code, out, err in runs:
@@ -179,8 +184,8 @@ def run_contention(db: Path, *, workers: int = 8, cells: int = 300, readers: int
         if child.stdout.readline() != "ready\n":
             report.problems.append(f"a worker did not start: {child.communicate()[1][-500:]}")
     stop = threading.Event()
-    runs: list[tuple[str, int, str, str]] = []
-    threads = [threading.Thread(target=_reader, args=(db, stop, runs)) for _ in range(readers)]
+    runs_of_reader: list[list[tuple[str, int, str, str]]] = [[] for _ in range(readers)]
+    threads = [threading.Thread(target=_reader, args=(db, stop, runs)) for runs in runs_of_reader]
     started = time.monotonic()
     for thread in threads:
         thread.start()
@@ -197,8 +202,9 @@ def run_contention(db: Path, *, workers: int = 8, cells: int = 300, readers: int
     for thread in threads:
         thread.join()
     report.write_operations = workers * cells * WRITES_PER_CELL
-    report.reader_runs = len(runs)
-    report.problems += _check_reader_runs(runs)
+    for runs in runs_of_reader:
+        report.reader_runs += len(runs)
+        report.problems += _check_reader_runs(runs)
     report.problems += _check_rows(db, names, cells)
     return report
 
