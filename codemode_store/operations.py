@@ -97,7 +97,8 @@ def to_observation(row: Sequence[Any]) -> Observation:
         if state == "retained":
             outcome = decode_payload(payload)
         elif state == "failed":
-            error_text = bytes(payload).decode("utf-8")
+            # Text already (PayloadText), unless the bytes are not UTF-8: then this raises.
+            error_text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
     except (ValueError, LookupError, TypeError, AttributeError) as exc:
         # Only a file altered behind the store's back gets here: say so, never
         # let a decoder's own exception out of the public API.

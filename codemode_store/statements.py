@@ -10,18 +10,57 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Dialect,
+    LargeBinary,
+    Select,
+    TypeDecorator,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 
 from .schema import cells, observations
 
 o = observations.c
 c = cells.c
 
+
+class PayloadText(TypeDecorator[bytes | str]):
+    """A payload read as text: UTF-8 decoded while the row is fetched.
+
+    Decoding here, before the row is built, lets the fetched bytes go as soon
+    as their text exists; decoding later (or letting ``json.loads`` do it) keeps
+    the bytes, the text and the parsed strings alive at once: a third copy of a
+    large payload. Bytes that are not UTF-8 (a file altered behind the store's
+    back) come through unchanged, for ``to_observation`` to report.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> bytes | str | None:
+        """Return the payload's text, or its bytes when they are not UTF-8."""
+        if value is None:
+            return None
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(value)
+
+
 _cell_key = and_(c.session_id == bindparam("p_session_id"), c.cell_id == bindparam("p_cell_id"))
 _obs_cell = and_(o.session_id == bindparam("p_session_id"), o.cell_id == bindparam("p_cell_id"))
 _obs_key = and_(_obs_cell, o.generation == bindparam("p_generation"))
 
-#: The columns of an Observation, payload last (it may be large).
+#: The columns of an Observation, payload last (it may be large), read as text.
 OBSERVATION_COLUMNS = (
     o.session_id,
     o.cell_id,
@@ -32,7 +71,7 @@ OBSERVATION_COLUMNS = (
     o.payload_sha256,
     o.recorded_at,
     o.released_at,
-    o.payload,
+    type_coerce(o.payload, PayloadText()).label("payload"),
 )
 
 # -- cells -------------------------------------------------------------------

@@ -237,8 +237,8 @@ def encode_payload(outcome: Outcome) -> bytes:
     return canonical_json(body).encode("utf-8")
 
 
-def decode_payload(payload: bytes) -> Outcome:
-    """Return the outcome stored as ``payload`` by :func:`encode_payload`."""
+def decode_payload(payload: bytes | str) -> Outcome:
+    """Return the outcome stored as ``payload`` by :func:`encode_payload` (its bytes or their text)."""
     body = json.loads(payload)
     kind = body["type"]
     items: list[ContentItem] = []
