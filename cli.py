@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import IO, Any, TypeVar
 
 import click
 from click.core import ParameterSource
+from sqlalchemy.exc import SAWarning
 
 from codemode_store import ObservationStore, __version__, admin, display, inspection
 from codemode_store.demo import DEFAULT_DEMO_DB, run_demo
@@ -43,12 +45,26 @@ class StoreGroup(click.Group):
     """The command group that turns every ``StoreError`` into a :class:`StoreFailure`."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; report a store error in one line, password and controls escaped."""
+        """Run the command; report a store error in one line, password and controls escaped.
+
+        Any other exception (a driver or environment surprise the library did
+        not foresee) is reported the same way, named by its type, rather than as
+        a traceback; click's own exceptions (usage errors, exit) pass through.
+        SQLAlchemy's warnings (for example about an unknown URL option) are
+        silenced: the command's output is its result or one error line.
+        """
+        target = str(ctx.params.get("target") or "")
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SAWarning)
+                return super().invoke(ctx)
         except StoreError as exc:
-            message = admin.hide_password(str(exc), str(ctx.params.get("target") or ""))
-            raise StoreFailure(display.escape(message)) from exc
+            raise StoreFailure(display.escape(admin.hide_password(str(exc), target))) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            message = f"unexpected {type(exc).__name__}: {exc}"
+            raise StoreFailure(display.escape(admin.hide_password(message, target))) from exc
 
 
 def _target() -> str:
@@ -197,9 +213,7 @@ def release(session_id: str, cell_id: str, generation: int) -> None:
       codemode-store --db host.db release thread-1 cell-1 2
     """
     dropped = _open().session(session_id).release(cell_id, generation)
-    where = (
-        f"session {display.escape(session_id)!r}, cell {display.escape(cell_id)!r}, generation {generation}"
-    )
+    where = f"session {display.quoted(session_id)}, cell {display.quoted(cell_id)}, generation {generation}"
     click.echo(
         f"{where}: " + ("released; the tombstone remains" if dropped else "already released; nothing changed")
     )
@@ -215,7 +229,7 @@ def end_session(session_id: str) -> None:
       codemode-store --db host.db end-session thread-1
     """
     deleted = _open().end_session(session_id)
-    click.echo(f"session {display.escape(session_id)!r}: ended; {deleted} observation(s) deleted")
+    click.echo(f"session {display.quoted(session_id)}: ended; {deleted} observation(s) deleted")
 
 
 @main.command()
@@ -275,7 +289,7 @@ def _plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-@main.command()
+@main.command(short_help="Purge sessions idle for longer than an age.")
 @click.option(
     "--older-than",
     "older_than",
@@ -327,11 +341,11 @@ def gc(older_than: timedelta, dry_run: bool, keep_tombstones: bool, as_json: boo
         click.echo(f"{rows_gone} {would}deleted", nl=False)
     click.echo(f"; {report.bytes_freed:,} payload bytes {would}freed")
     if report.skipped:
-        names = ", ".join(repr(display.escape(name)) for name in report.skipped)
+        names = ", ".join(display.quoted(name) for name in report.skipped)
         click.echo(f"kept {_plural(len(report.skipped), 'session')} a host used during the run: {names}")
 
 
-@main.command()
+@main.command(short_help="Check the database and re-hash every payload.")
 @_json_option
 def check(as_json: bool) -> None:
     """Check the database and re-hash every payload against its sha256; exit 1 if anything is wrong.
@@ -359,7 +373,7 @@ def check(as_json: bool) -> None:
         rehashed = f"{_plural(report.payloads, 'payload')} re-hashed ({report.payload_bytes:,} bytes)"
         click.echo(f"payloads     {rehashed}, {len(report.corrupt) or 'none'} corrupt")
         for row in report.corrupt:
-            where = f"session {display.escape(row.session_id)!r}, cell {display.escape(row.cell_id)!r}"
+            where = f"session {display.quoted(row.session_id)}, cell {display.quoted(row.cell_id)}"
             click.echo(f"  {where}, generation {row.generation} ({row.state}): {row.reason}")
         if report.scan_error is not None:
             click.echo(f"  {display.escape(report.scan_error)}")
@@ -368,7 +382,7 @@ def check(as_json: bool) -> None:
         raise StoreFailure(f"the check found {_plural(problems, 'problem')}")
 
 
-@main.command()
+@main.command(short_help="Give free pages back to the file system.")
 @click.option("--full", is_flag=True, help="Rewrite the whole file (VACUUM): slower, but packs every page.")
 @_json_option
 def vacuum(full: bool, as_json: bool) -> None:

@@ -40,7 +40,7 @@ class HostPayloads:
 
     def bodies(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Return the wire bodies (no ``cell_id``) the raw host stores."""
-        yielded, completed = self.yielded.to_wire(""), self.completed.to_wire("")
+        yielded, completed = self.yielded.to_wire("c"), self.completed.to_wire("c")
         del yielded["cell_id"], completed["cell_id"]
         return yielded, completed
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
@@ -62,18 +63,31 @@ def hide_password(text: str, target: str) -> str:
     """Return ``text`` with the password of the database URL ``target`` replaced by ``***``.
 
     Works on the raw string too, so that a URL too malformed to parse cannot
-    leak its password through an error message that quotes it.
+    leak its password through an error message that quotes it. The password is
+    masked wherever it stands as a token of its own (raw or percent-encoded),
+    not inside a longer word: a common password such as ``postgres`` must not
+    also blank the ``postgresql`` of a dialect's name.
     """
     secrets: set[str] = set()
     match = _PASSWORD_IN_URL.search(target)
     if match:
         secrets.add(match.group(1))
+    # The URL itself, quoted whole, is shown with only its password hidden.
+    quoted_urls: dict[str, str] = {}
     with contextlib.suppress(Exception):
-        password = to_url(target).password
-        if password:
-            secrets.add(str(password))
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
+        url = to_url(target)
+        if url.password:
+            secrets.add(str(url.password))
+            hidden = url.render_as_string(hide_password=True)
+            shown_forms = (target, url.render_as_string(hide_password=False), hidden)
+            quoted_urls = {form: hidden for form in shown_forms}
+    for index, form in enumerate(quoted_urls):
+        text = text.replace(form, f"\0url{index}\0")
+    forms = {form for secret in secrets for form in (secret, quote(secret, safe=""), unquote(secret))}
+    for form in sorted(forms, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", "***", text)
+    for index, hidden in enumerate(quoted_urls.values()):
+        text = text.replace(f"\0url{index}\0", hidden)
     return text
 
 

@@ -39,7 +39,7 @@ def lock_schema(conn: Connection) -> None:
 
 
 def postgres_connect_args(url: URL, busy_timeout: float) -> dict[str, Any]:
-    """Return driver arguments that bound a PostgreSQL lock wait by ``busy_timeout`` seconds.
+    """Return driver arguments: UTF-8 text, and a lock wait bounded by ``busy_timeout`` seconds.
 
     The same promise as SQLite's busy timeout: a writer that waits longer for a
     row lock gets ``DatabaseBusy`` instead of hanging behind a stuck client.
@@ -50,4 +50,6 @@ def postgres_connect_args(url: URL, busy_timeout: float) -> dict[str, Any]:
     given = url.query.get("options")
     if isinstance(given, str) and given:
         options = f"{options} {given}"
-    return {"options": options}
+    # The store reads and writes UTF-8 text. A database created with encoding
+    # SQL_ASCII would otherwise hand psycopg bytes where SQLAlchemy expects str.
+    return {"options": options, "client_encoding": "utf8"}

@@ -29,6 +29,7 @@ __all__ = [
     "format_time",
     "history_table",
     "observation_text",
+    "quoted",
     "revisions_table",
     "sessions_table",
     "stats_text",
@@ -37,7 +38,11 @@ __all__ = [
 
 # C0 and C1 controls, DEL, line and paragraph separators, and the invisible
 # bidirectional marks and overrides that can make text display in another order.
-_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_CONTROLS = (
+    "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    # Lone surrogates (a file name that is not UTF-8): no terminal can print them.
+    "\ud800-\udfff"
+)
 _UNSAFE_IN_TEXT = re.compile(f"[{_CONTROLS}]")
 _UNSAFE_IN_LINE = re.compile(f"[\t\n{_CONTROLS}]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\b": "\\b"}
@@ -60,6 +65,11 @@ def escape(text: str, *, keep_layout: bool = False) -> str:
     """
     pattern = _UNSAFE_IN_TEXT if keep_layout else _UNSAFE_IN_LINE
     return pattern.sub(_escaped, text)
+
+
+def quoted(text: str) -> str:
+    """Return ``text`` quoted as error messages quote ids (``repr``), controls escaped once."""
+    return escape(repr(text))
 
 
 # -- images ----------------------------------------------------------------------------

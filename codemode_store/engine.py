@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from .dialects import postgres_connect_args
 from .errors import DatabaseError, InvalidInput
+from .validation import is_encodable
 
 __all__ = [
     "READ_ONLY",
@@ -52,6 +53,9 @@ def to_url(target: str | os.PathLike[str] | URL) -> URL:
         target = os.fspath(target)
     if not isinstance(target, str) or not target:
         raise InvalidInput(f"database must be a path or URL, not {target!r}")
+    if not is_encodable(target):
+        # A Linux file name that is not UTF-8: neither SQLite nor a URL can name it.
+        raise InvalidInput(f"database path or URL is not valid UTF-8: {target!r}")
     if "://" in target:
         try:
             return make_url(target)

@@ -70,9 +70,24 @@ def is_encodable(text: str) -> bool:
     return True
 
 
+def _plain_mapping(value: object) -> dict[str, Any]:
+    # json.dumps takes dicts only; a nested Mapping of another type (already
+    # checked by _check_json_value) is written as the object it stands for.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def canonical_json(value: Any) -> str:
     """Serialise ``value`` as canonical JSON: sorted keys, no spaces, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_plain_mapping,
+    )
 
 
 def canonical_request(request: object, *, session_id: str, cell_id: str, generation: int) -> str | None:

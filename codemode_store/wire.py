@@ -168,17 +168,17 @@ class Outcome:
     @classmethod
     def yielded(cls, items: Iterable[ContentItem]) -> Outcome:
         """Return a ``yielded`` outcome: the cell is still running."""
-        return cls("yielded", tuple(items))
+        return cls("yielded", _items(items))
 
     @classmethod
     def completed(cls, items: Iterable[ContentItem], error_text: str | None = None) -> Outcome:
         """Return a ``completed`` outcome; an empty ``error_text`` becomes ``None``."""
-        return cls("completed", tuple(items), error_text)
+        return cls("completed", _items(items), error_text)
 
     @classmethod
     def terminated(cls, items: Iterable[ContentItem]) -> Outcome:
         """Return a ``terminated`` outcome: the cell was stopped."""
-        return cls("terminated", tuple(items))
+        return cls("terminated", _items(items))
 
     @classmethod
     def missing(cls) -> Outcome:
@@ -221,20 +221,21 @@ class Outcome:
 
     def to_wire(self, cell_id: str) -> dict[str, Any]:
         """Return the wire object of this outcome for ``cell_id`` (SPEC §1)."""
-        wire: dict[str, Any] = {"type": self.kind, "cell_id": cell_id}
+        return {"type": self.kind, "cell_id": check_identifier(cell_id, "cell_id"), **self._body()}
+
+    def _body(self) -> dict[str, Any]:
+        """Return the wire object without its ``type`` and ``cell_id``."""
         if self.kind == "missing":
-            return wire
-        wire["content_items"] = [item.to_wire() for item in self.content_items]
+            return {}
+        body: dict[str, Any] = {"content_items": [item.to_wire() for item in self.content_items]}
         if self.kind == "completed":
-            wire["error_text"] = self.error_text
-        return wire
+            body["error_text"] = self.error_text
+        return body
 
 
 def encode_payload(outcome: Outcome) -> bytes:
-    """Return the stored bytes of ``outcome``: canonical JSON of its wire body."""
-    body = outcome.to_wire("")
-    del body["cell_id"]
-    return canonical_json(body).encode("utf-8")
+    """Return the stored bytes of ``outcome``: canonical JSON of its wire body (no ``cell_id``)."""
+    return canonical_json({"type": outcome.kind, **outcome._body()}).encode("utf-8")
 
 
 def decode_payload(payload: bytes | str) -> Outcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -169,6 +170,21 @@ def test_the_request_is_kept_with_the_row_as_canonical_json(
         kept = conn.execute(query).scalar_one()
     # RFC 8785 form of this object: sorted keys, no spaces, text not escaped.
     assert kept == '{"max_tokens":5,"note":"é","yield_time_ms":10000}'
+
+
+def test_a_request_with_nested_mappings_and_tuples_is_kept_as_json_objects_and_lists(
+    store: ObservationStore, session: StoreSession
+) -> None:
+    request = {"limits": MappingProxyType({"yield_time_ms": 10, "tags": ("a", "b")})}
+    session.begin("c", 0, request)
+    query = select(observations.c.request).where(observations.c.generation == 0)
+    with store.engine.connect() as conn:
+        kept = conn.execute(query).scalar_one()
+    assert kept == '{"limits":{"tags":["a","b"],"yield_time_ms":10}}'
+    session.record("c", 0, Outcome.yielded([]))
+    # The same request as plain JSON values is the same fingerprint.
+    replay = session.begin("c", 0, {"limits": {"tags": ["a", "b"], "yield_time_ms": 10}})
+    assert replay is not None and replay.state == "retained"
 
 
 def test_replay_with_a_different_request_is_a_conflict(

@@ -113,6 +113,7 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
         parent = run([*command[:-1], "--help"]).stdout
         summary = re.search(rf"^\s+{re.escape(command[-1])}\s+(\S.*)$", parent, re.MULTILINE)
         assert summary is not None and len(summary.group(1)) > 10
+        assert not summary.group(1).endswith("..."), "click cut the one-line description short"
 
 
 def test_every_command_is_in_the_readme() -> None:
@@ -359,6 +360,50 @@ def test_a_password_is_never_printed(url_with_password: str) -> None:
         assert_one_line_error(result)
 
 
+def test_a_common_password_is_hidden_without_blanking_the_rest_of_the_message() -> None:
+    # The password "postgres" is also the user, the database and half the dialect's name.
+    result = run(["--db", "postgresql+nodriver://postgres:postgres@localhost/postgres", "stats"], 1)
+    assert_one_line_error(result, "postgresql+nodriver://postgres:***@localhost/postgres", "nodriver")
+    assert ":postgres@" not in result.stderr
+
+
+def test_a_database_path_that_is_not_utf8_is_one_error_line(tmp_path: Path) -> None:
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/not-utf8-\xff.db")  # a lone surrogate in the str
+    for args in (["stats"], ["db", "upgrade"], ["cells", "--json"]):
+        result = run(["--db", path, *args], 1)
+        assert_one_line_error(result, "not valid UTF-8", "\\udcff")
+        assert "\udcff" not in result.stderr  # the lone surrogate itself is never printed
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unforeseen_exception_is_one_error_line_not_a_traceback(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection, not a database mock: a bug or driver surprise deep in a command.
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("driver surprise with \x1b[31m in it")
+
+    monkeypatch.setattr(cli_module.inspection, "stats", explode)
+    assert_one_line_error(
+        run(["--db", url, "stats"], 1), "unexpected RuntimeError", "driver surprise", "\\x1b"
+    )
+
+
+def test_a_sqlalchemy_warning_does_not_reach_stderr(tmp_path: Path) -> None:
+    # A real process with every warning shown: pytest would otherwise swallow them.
+    url = f"sqlite:///{tmp_path}/missing-folder/x.db?unknown_option=1"
+    done = subprocess.run(
+        [sys.executable, "-W", "always", str(Path(cli_module.__file__)), "--db", url, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "unable to open" in lines[0], done.stderr
+
+
 # -- --db, the environment, the default -------------------------------------------------------------
 
 
@@ -428,6 +473,8 @@ def test_control_characters_are_escaped(store_url: str) -> None:
     for out in outputs:
         for char in RAW_CONTROLS:
             assert char not in out, (char, out)
+    # Ids are quoted as in error lines: one escape, not a repr of an escape.
+    assert "session 's\\x1b[2J', cell 'cell\\x1b]0;title\\x07', generation 0: released" in outputs[4]
     shown = outputs[0]
     assert "red\\x1b[31mALERT\\x07 back\\b cr\\roverwrite csi\\x9b2J rtl\\u202eevil" in shown
     assert "\nnext\tline" in shown.replace("    ", "")  # a text item keeps its layout

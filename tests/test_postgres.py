@@ -229,3 +229,39 @@ def test_connection_errors_are_database_errors_without_the_password(postgres_url
     assert "connection" in str(caught.value) or "password" in str(caught.value)
     assert str(password) not in str(caught.value)
     assert str(password) not in repr(caught.value)
+
+
+# -- a database created with encoding SQL_ASCII ----------------------------------------
+
+
+@pytest.fixture
+def sql_ascii_url(postgres_admin: Any) -> Any:
+    """The URL of a new database with encoding SQL_ASCII (``initdb`` without ``-E UTF8`` makes these)."""
+    name = "test_sql_ascii"
+    with postgres_admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(
+            text(
+                f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0"
+            )
+        )
+    try:
+        yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with postgres_admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_a_sql_ascii_database_stores_and_returns_unicode_text(sql_ascii_url: str) -> None:
+    # Without client_encoding=utf8 psycopg hands back bytes and opening fails with a TypeError.
+    outcome = Outcome.completed([TextItem("héllo ✓ 字")], error_text="falló")
+    with ObservationStore.open(sql_ascii_url) as store:
+        s = store.session("séance")
+        s.create_cell("cellule→1")
+        s.begin("cellule→1", 0, {"note": "é"})
+        s.record("cellule→1", 0, outcome)
+    with ObservationStore.open(sql_ascii_url) as store:
+        got = store.session("séance").get("cellule→1", 0)
+        assert got is not None and got.outcome == outcome
+        assert [(c.session_id, c.cell_id) for c in store.cells()] == [("séance", "cellule→1")]

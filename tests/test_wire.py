@@ -237,6 +237,12 @@ def test_malformed_wire_is_invalid_input(wire: Any) -> None:
         lambda: ImageItem(None),  # type: ignore[arg-type]
         lambda: ImageItem("u", "medium"),
         lambda: Outcome.yielded("abc"),  # type: ignore[arg-type]
+        lambda: Outcome.yielded(None),  # type: ignore[arg-type]
+        lambda: Outcome.completed(5),  # type: ignore[arg-type]
+        lambda: Outcome.terminated(None),  # type: ignore[arg-type]
+        lambda: Outcome.missing().to_wire(5),  # type: ignore[arg-type]
+        lambda: Outcome.yielded([]).to_wire(""),
+        lambda: Outcome.completed([]).to_wire("c\x00"),
         lambda: Outcome.yielded([{"type": "input_text", "text": "t"}]),  # type: ignore[list-item]
         lambda: Outcome.completed([], error_text=5),  # type: ignore[arg-type]
         lambda: Outcome("done"),  # type: ignore[arg-type]
@@ -249,6 +255,12 @@ def test_malformed_wire_is_invalid_input(wire: Any) -> None:
         "image_url not str",
         "detail unknown",
         "items a string",
+        "yielded items None",
+        "completed items an int",
+        "terminated items None",
+        "to_wire cell_id not str",
+        "to_wire cell_id empty",
+        "to_wire cell_id with NUL",
         "item a dict",
         "error_text not str",
         "unknown kind",
