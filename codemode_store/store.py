@@ -113,10 +113,13 @@ class ObservationStore:
             return call.run(conn, now_micros())
 
     def close(self) -> None:
-        """Release every pooled connection; the store is not used afterwards."""
+        """Close every pooled connection; the store is not used afterwards."""
         self._writers.close()
         self._readers.close()
-        self._engine.dispose()
+        # The pool's own dispose, not the engine's: Engine.dispose() also builds a
+        # replacement pool, which a store that is closing will never use (a tenth
+        # of the time of an open and close).
+        self._engine.pool.dispose()
 
     def __enter__(self) -> ObservationStore:
         return self
