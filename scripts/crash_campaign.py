@@ -43,7 +43,7 @@ from typing import Any  # noqa: E402
 from codemode_store import ImageItem, ObservationStore, Outcome, TextItem  # noqa: E402
 from codemode_store.wire import IMAGE_DETAILS, ContentItem, encode_payload  # noqa: E402
 
-__all__ = ["CampaignReport", "Op", "plan", "run_campaign"]
+__all__ = ["CampaignReport", "Op", "integrity", "plan", "run_campaign"]
 
 SCRIPT = Path(__file__).resolve()
 RESTART_TEXT = "host restarted: observation interrupted"

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from codemode_store import ImageItem, ObservationStore, Outcome, TextItem
+from scripts.crash_campaign import integrity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,15 +104,6 @@ def test_a_payload_recorded_by_one_process_is_read_back_by_another(store_url: st
         assert obs.state == "retained" and obs.outcome == PAYLOAD
         assert Outcome.from_wire(read["wire"]) == PAYLOAD
         assert (read["sha256"], read["bytes"]) == (obs.payload_sha256, obs.payload_bytes)
-
-
-def integrity(path: Path) -> list[str]:
-    """Return what SQLite's integrity check says about a file."""
-    conn = sqlite3.connect(path)
-    try:
-        return [row[0] for row in conn.execute("PRAGMA integrity_check")]
-    finally:
-        conn.close()
 
 
 def expected_text(run: str, cell: str, generation: int) -> str:
