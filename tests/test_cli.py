@@ -363,7 +363,9 @@ def test_a_password_is_never_printed(url_with_password: str) -> None:
 def test_a_common_password_is_hidden_without_blanking_the_rest_of_the_message() -> None:
     # The password "postgres" is also the user, the database and half the dialect's name.
     result = run(["--db", "postgresql+nodriver://postgres:postgres@localhost/postgres", "stats"], 1)
-    assert_one_line_error(result, "postgresql+nodriver://postgres:***@localhost/postgres", "nodriver")
+    assert_one_line_error(
+        result, "postgresql+nodriver://postgres:***@localhost/postgres", "dialects:postgresql.nodriver"
+    )
     assert ":postgres@" not in result.stderr
 
 

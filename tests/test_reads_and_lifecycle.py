@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import dump
 
-from codemode_store import ObservationStore, Outcome, StoreSession, TextItem
+from codemode_store import ImageItem, ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import DuplicateCell, UnknownCell
 
 DEFAULT_FAIL_TEXT = "observation ended before producing a result"
@@ -151,6 +153,26 @@ def test_get_returns_each_state(session: StoreSession) -> None:
     assert failed is not None and failed.error_text == "lost"
     assert retained is not None and retained.outcome == Outcome.yielded([TextItem("y")])
     assert all(o is not None and (o.session_id, o.cell_id) == ("s", "c") for o in (pending, retained))
+
+
+def test_get_of_a_large_payload_holds_at_most_two_copies_of_it(tmp_path: Path) -> None:
+    # The fetched bytes are decoded to text while the row is built, so they are gone
+    # before the JSON is parsed: text plus parsed strings, not bytes plus both.
+    outcome = Outcome.completed([ImageItem("data:image/png;base64," + "A" * 8_000_000, "high")])
+    with ObservationStore.open(tmp_path / "store.db") as store:
+        s = store.session("s")
+        s.create_cell("big")
+        s.begin("big", 0)
+        s.record("big", 0, outcome)
+        size = s.history("big")[0].payload_bytes
+        tracemalloc.start()
+        try:
+            got = s.get("big", 0)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert got is not None and got.outcome == outcome
+    assert peak < 2.5 * size, peak / size
 
 
 def test_history_lists_every_generation_in_order(session: StoreSession) -> None:
