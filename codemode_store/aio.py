@@ -63,7 +63,7 @@ class AsyncObservationStore:
         cls,
         url: str | os.PathLike[str] | URL,
         *,
-        durability: Durability = "normal",
+        durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         busy_timeout: float = 5.0,
     ) -> OpeningStore:

@@ -77,7 +77,7 @@ def is_memory(url: URL) -> bool:
 def build_engine(
     url: URL,
     *,
-    durability: Durability = "normal",
+    durability: Durability = "full",
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
 ) -> Engine:
     """Return an engine for ``url`` with the store's connection settings."""

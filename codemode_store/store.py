@@ -75,14 +75,16 @@ class ObservationStore:
         cls,
         url: str | os.PathLike[str] | URL,
         *,
-        durability: Durability = "normal",
+        durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         busy_timeout: float = 5.0,
     ) -> ObservationStore:
         """Open the store at a path or SQLAlchemy URL, creating or upgrading its schema.
 
-        ``durability="full"`` makes SQLite sync every commit to disk (survives
-        power loss); ``max_payload_bytes`` caps one stored payload;
+        ``durability="full"`` (the default) makes SQLite sync every commit to
+        disk, so a returned call survives an OS crash or power cut;
+        ``"normal"`` trades the last commits before a power cut for speed
+        (never corruption); ``max_payload_bytes`` caps one stored payload;
         ``busy_timeout`` is how many seconds a writer waits for a lock (SQLite's
         busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``.
         """

@@ -31,7 +31,7 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "store.db"
 
 
-def test_connections_use_wal_busy_timeout_normal_sync_and_foreign_keys(db_path: Path) -> None:
+def test_connections_use_wal_busy_timeout_full_sync_by_default_and_foreign_keys(db_path: Path) -> None:
     with ObservationStore.open(db_path) as store:
         # Hold two connections at once, so the pool has to make a second one.
         reader = store.engine.execution_options(**{READ_ONLY: True})
@@ -40,13 +40,13 @@ def test_connections_use_wal_busy_timeout_normal_sync_and_foreign_keys(db_path: 
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
                 assert isinstance(busy, int) and busy >= 5000
-                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, the default
                 assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_durability_full_syncs_every_commit(db_path: Path) -> None:
-    with ObservationStore.open(db_path, durability="full") as store:
-        assert pragma(store, "synchronous") == 2  # FULL
+def test_durability_normal_is_an_opt_in(db_path: Path) -> None:
+    with ObservationStore.open(db_path, durability="normal") as store:
+        assert pragma(store, "synchronous") == 1  # NORMAL
         assert pragma(store, "journal_mode") == "wal"
 
 
