@@ -1,9 +1,9 @@
 """The asyncio front end: ``AsyncObservationStore``, awaitable, same rules as the sync one.
 
 It adds no rule and no check of its own. Every method prepares the very
-:class:`~codemode_store.calls.Call` that ``ObservationStore`` prepares and runs
-it in one transaction through ``AsyncConnection.run_sync``, with driver errors
-mapped at the same boundary (``errors_of_database``). Opening runs the sync
+:class:`~codemode_store.calls.Op` that ``ObservationStore`` prepares and runs
+it with the same ``calls.run_call`` through ``AsyncConnection.run_sync``, with
+driver errors mapped at the same boundary (``errors_of_database``). Opening runs the sync
 store's own ``open`` (options, the 0600 file, schema upgrade) in a worker
 thread, then talks to the database through aiosqlite or psycopg's async mode::
 
@@ -20,16 +20,16 @@ from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import calls
 from .async_engine import build_async_engine, schema_url
-from .calls import DEFAULT_FAIL_TEXT, Call
+from .calls import DEFAULT_FAIL_TEXT, Call, Op, run_call
 from .engine import READ_ONLY, Durability, to_url
+from .errors import StoreError
 from .observation import CellSummary, Observation
-from .store import DEFAULT_MAX_PAYLOAD_BYTES, ObservationStore, check_open_options, now_micros
+from .store import DEFAULT_MAX_PAYLOAD_BYTES, ObservationStore, check_open_options
 from .translate import errors_of_database
 from .validation import check_identifier
 from .wire import Outcome
@@ -37,12 +37,6 @@ from .wire import Outcome
 __all__ = ["AsyncObservationStore", "AsyncStoreSession", "OpeningStore"]
 
 T = TypeVar("T")
-
-
-def _run_now(conn: Connection, call: Call[T]) -> T:
-    # The clock is read inside the transaction, as the sync store does: under
-    # the write lock, so recorded times follow the commit order.
-    return call.run(conn, now_micros())
 
 
 class AsyncObservationStore:
@@ -101,12 +95,20 @@ class AsyncObservationStore:
         """The database URL (render it with ``hide_password=True`` before printing)."""
         return self._engine.url
 
-    async def run(self, call: Call[T]) -> T:
+    async def run(self, call: Call[T] | Op[T]) -> T:
         """Run a prepared call in one transaction (a write one if the call writes)."""
         engine = self._engine if call.writes else self._reader
-        with errors_of_database(**call.key):
-            async with engine.begin() as conn:
-                return await conn.run_sync(_run_now, call)
+        try:
+            async with engine.connect() as conn:
+                # The sync front end's own transaction code, on the async driver's adapter.
+                return await conn.run_sync(run_call, call)
+        except StoreError:
+            raise
+        except Exception:
+            # The one boundary, entered only on an error (see ObservationStore.run).
+            with errors_of_database(**call.key):
+                raise
+            raise
 
     async def close(self) -> None:
         """Release every pooled connection; the store is not used afterwards."""

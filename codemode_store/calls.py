@@ -2,13 +2,18 @@
 
 Each function here validates its arguments (``InvalidInput`` before anything
 touches the database), prepares what can be prepared outside a transaction
-(payload bytes, sha256, canonical request JSON), and returns a :class:`Call`.
-A front end (``ObservationStore``, or the asyncio one) runs the call in one
-transaction; so the rules live once, in ``operations.py``, whatever runs them.
+(payload bytes, sha256, canonical request JSON), and returns an :class:`Op`:
+the operation and a tuple of its arguments, no closure. A front end
+(``ObservationStore``, or the asyncio one through ``run_sync``) runs it with
+:func:`run_call`, in one transaction; so the rules live once, in
+``operations.py``, and the transaction control once, here, whatever runs them.
+Maintenance code prepares a :class:`Call` (a function of a SQLAlchemy
+connection) and runs it the same way.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -16,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection
 
 from . import operations as ops
+from .driver import Driver
 from .errors import InvalidInput, StoreError
 from .observation import CellSummary, Observation
 from .validation import canonical_request, check_generation, check_identifier, is_encodable
@@ -24,6 +30,7 @@ from .wire import Outcome, encode_payload
 __all__ = [
     "DEFAULT_FAIL_TEXT",
     "Call",
+    "Op",
     "begin",
     "cells",
     "close_cell",
@@ -36,11 +43,21 @@ __all__ = [
     "pending",
     "record",
     "release",
+    "run_call",
 ]
 
 DEFAULT_FAIL_TEXT = "observation ended before producing a result"
 
 T = TypeVar("T")
+
+_BEGIN_WRITE = "BEGIN IMMEDIATE"
+_BEGIN_READ = "BEGIN"
+_KEY_NAMES = ("session_id", "cell_id", "generation")
+
+
+def now_micros() -> int:
+    """Return the current time as integer microseconds since the epoch (UTC)."""
+    return time.time_ns() // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +73,37 @@ class Call(Generic[T]):
     key: dict[str, Any] = field(default_factory=dict)
 
 
+class Op(Generic[T]):
+    """One operation of ``operations.py`` with its checked arguments, ready to run.
+
+    ``locked(db, now, *args)`` runs it whole in a transaction; ``at_once`` (or
+    ``None``) is its common path as one statement, for PostgreSQL in autocommit,
+    returning ``MISS`` when it does not apply. The first ``keyed`` arguments are
+    the session, cell and generation it is about (for error messages).
+    """
+
+    __slots__ = ("args", "at_once", "keyed", "locked", "writes")
+
+    def __init__(
+        self,
+        locked: Callable[..., T],
+        at_once: Callable[..., T | ops.Miss] | None,
+        writes: bool,
+        keyed: int,
+        args: tuple[Any, ...],
+    ) -> None:
+        self.locked = locked
+        self.at_once = at_once
+        self.writes = writes
+        self.keyed = keyed
+        self.args = args
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """The session, cell and generation the operation is about, as error keywords."""
+        return dict(zip(_KEY_NAMES, self.args[: self.keyed], strict=False))
+
+
 def _cell_key(session_id: object, cell_id: object) -> tuple[str, str]:
     session = check_identifier(session_id, "session_id")
     cell = check_identifier(cell_id, "cell_id", session_id=session)
@@ -67,27 +115,32 @@ def _generation_key(session_id: object, cell_id: object, generation: object) -> 
     return session, cell, check_generation(generation, session_id=session, cell_id=cell)
 
 
-def _keyed(session: str, cell: str | None = None, generation: int | None = None) -> dict[str, Any]:
-    return {"session_id": session, "cell_id": cell, "generation": generation}
-
-
-def _payload(data: bytes, max_payload_bytes: int, key: dict[str, Any]) -> ops.PreparedPayload:
+def _payload(
+    data: bytes, max_payload_bytes: int, session: str | None, cell: str | None, generation: int | None
+) -> ops.PreparedPayload:
     if len(data) > max_payload_bytes:
         raise InvalidInput(
-            f"payload of {len(data)} bytes exceeds max_payload_bytes={max_payload_bytes}", **key
+            f"payload of {len(data)} bytes exceeds max_payload_bytes={max_payload_bytes}",
+            session_id=session,
+            cell_id=cell,
+            generation=generation,
         )
     return ops.PreparedPayload(data)
 
 
-def _failure_payload(error_text: object, max_payload_bytes: int, key: dict[str, Any]) -> ops.PreparedPayload:
+def _failure_payload(
+    error_text: object, max_payload_bytes: int, session: str | None, cell: str | None, generation: int | None
+) -> ops.PreparedPayload:
+    key: dict[str, Any] = {"session_id": session, "cell_id": cell, "generation": generation}
     if not isinstance(error_text, str):
         raise InvalidInput(f"error_text must be a string, not {type(error_text).__name__}", **key)
     if not is_encodable(error_text):
         raise InvalidInput("error_text is not valid Unicode text (lone surrogate)", **key)
-    return _payload(error_text.encode("utf-8"), max_payload_bytes, key)
+    return _payload(error_text.encode("utf-8"), max_payload_bytes, session, cell, generation)
 
 
-def _as_outcome(outcome: object, key: dict[str, Any]) -> Outcome:
+def _as_outcome(outcome: object, session: str, cell: str, generation: int) -> Outcome:
+    key: dict[str, Any] = {"session_id": session, "cell_id": cell, "generation": generation}
     if isinstance(outcome, Outcome):
         return outcome
     if isinstance(outcome, Mapping):
@@ -96,7 +149,7 @@ def _as_outcome(outcome: object, key: dict[str, Any]) -> Outcome:
         except StoreError as exc:
             raise InvalidInput(exc.detail, **key) from exc
         wire_cell = outcome["cell_id"]  # checked by from_wire
-        if wire_cell != key["cell_id"]:
+        if wire_cell != cell:
             raise InvalidInput(f"the outcome is for cell {wire_cell!r}", **key)
         return value
     raise InvalidInput(f"outcome must be an Outcome or a wire object, not {type(outcome).__name__}", **key)
@@ -105,91 +158,124 @@ def _as_outcome(outcome: object, key: dict[str, Any]) -> Outcome:
 # -- per-session operations ---------------------------------------------------------
 
 
-def create_cell(session_id: str, cell_id: str) -> Call[None]:
+def create_cell(session_id: str, cell_id: str) -> Op[None]:
     """Prepare ``create_cell``."""
     session, cell = _cell_key(session_id, cell_id)
-    return Call(lambda conn, now: ops.create_cell(conn, now, session, cell), True, _keyed(session, cell))
+    return Op(ops.create_cell, ops.create_cell, True, 2, (session, cell))
 
 
 def begin(
     session_id: str, cell_id: str, generation: int, request: Mapping[str, Any] | None
-) -> Call[Observation | None]:
+) -> Op[Observation | None]:
     """Prepare ``begin``."""
     session, cell, g = _generation_key(session_id, cell_id, generation)
-    request_json = canonical_request(request, session_id=session, cell_id=cell, generation=g)
-    return Call(
-        lambda conn, now: ops.begin(conn, now, session, cell, g, request_json),
-        True,
-        _keyed(session, cell, g),
+    request_json = (
+        None
+        if request is None
+        else canonical_request(request, session_id=session, cell_id=cell, generation=g)
     )
+    return Op(ops.begin, ops.begin_at_once, True, 3, (session, cell, g, request_json))
 
 
 def record(
     session_id: str, cell_id: str, generation: int, outcome: object, max_payload_bytes: int
-) -> Call[None]:
+) -> Op[None]:
     """Prepare ``record``: the outcome is encoded and hashed here, outside the transaction."""
     session, cell, g = _generation_key(session_id, cell_id, generation)
-    key = _keyed(session, cell, g)
-    value = _as_outcome(outcome, key)
-    payload = _payload(encode_payload(value), max_payload_bytes, key)
-    return Call(lambda conn, now: ops.record(conn, now, session, cell, g, value, payload), True, key)
+    value = outcome if type(outcome) is Outcome else _as_outcome(outcome, session, cell, g)
+    payload = _payload(encode_payload(value), max_payload_bytes, session, cell, g)
+    return Op(ops.record, ops.record_at_once, True, 3, (session, cell, g, value.kind, payload))
 
 
-def fail(
-    session_id: str, cell_id: str, generation: int, error_text: str, max_payload_bytes: int
-) -> Call[None]:
+def fail(session_id: str, cell_id: str, generation: int, error_text: str, max_payload_bytes: int) -> Op[None]:
     """Prepare ``fail``."""
     session, cell, g = _generation_key(session_id, cell_id, generation)
-    key = _keyed(session, cell, g)
-    payload = _failure_payload(error_text, max_payload_bytes, key)
-    return Call(lambda conn, now: ops.fail(conn, now, session, cell, g, payload), True, key)
+    payload = _failure_payload(error_text, max_payload_bytes, session, cell, g)
+    return Op(ops.fail, ops.fail_at_once, True, 3, (session, cell, g, payload))
 
 
-def release(session_id: str, cell_id: str, generation: int) -> Call[bool]:
+def release(session_id: str, cell_id: str, generation: int) -> Op[bool]:
     """Prepare ``release``."""
-    session, cell, g = _generation_key(session_id, cell_id, generation)
-    return Call(lambda conn, now: ops.release(conn, now, session, cell, g), True, _keyed(session, cell, g))
+    return Op(ops.release, ops.release_at_once, True, 3, _generation_key(session_id, cell_id, generation))
 
 
-def close_cell(session_id: str, cell_id: str) -> Call[None]:
+def close_cell(session_id: str, cell_id: str) -> Op[None]:
     """Prepare ``close_cell``."""
-    session, cell = _cell_key(session_id, cell_id)
-    return Call(lambda conn, now: ops.close_cell(conn, session, cell), True, _keyed(session, cell))
+    return Op(ops.close_cell, ops.close_cell, True, 2, _cell_key(session_id, cell_id))
 
 
-def get(session_id: str, cell_id: str, generation: int) -> Call[Observation | None]:
+def get(session_id: str, cell_id: str, generation: int) -> Op[Observation | None]:
     """Prepare ``get``."""
-    session, cell, g = _generation_key(session_id, cell_id, generation)
-    return Call(lambda conn, now: ops.get(conn, session, cell, g), False, _keyed(session, cell, g))
+    return Op(ops.get, ops.get, False, 3, _generation_key(session_id, cell_id, generation))
 
 
-def history(session_id: str, cell_id: str) -> Call[list[Observation]]:
+def history(session_id: str, cell_id: str) -> Op[list[Observation]]:
     """Prepare ``history``."""
-    session, cell = _cell_key(session_id, cell_id)
-    return Call(lambda conn, now: ops.history(conn, session, cell), False, _keyed(session, cell))
+    return Op(ops.history, None, False, 2, _cell_key(session_id, cell_id))
 
 
-def cells(session_id: str | None) -> Call[list[CellSummary]]:
+def cells(session_id: str | None) -> Op[list[CellSummary]]:
     """Prepare ``cells`` of one session, or of every session when ``session_id`` is None."""
     session = None if session_id is None else check_identifier(session_id, "session_id")
-    return Call(lambda conn, now: ops.cells(conn, session), False, {"session_id": session})
+    return Op(ops.cells, None, False, 1, (session,))
 
 
 # -- store-wide operations -------------------------------------------------------------
 
 
-def pending() -> Call[list[Observation]]:
+def pending() -> Op[list[Observation]]:
     """Prepare ``pending``."""
-    return Call(lambda conn, now: ops.pending(conn), False)
+    return Op(ops.pending, None, False, 0, ())
 
 
-def fail_pending(error_text: str, max_payload_bytes: int) -> Call[int]:
+def fail_pending(error_text: str, max_payload_bytes: int) -> Op[int]:
     """Prepare ``fail_pending``."""
-    payload = _failure_payload(error_text, max_payload_bytes, {})
-    return Call(lambda conn, now: ops.fail_pending(conn, now, payload), True)
+    payload = _failure_payload(error_text, max_payload_bytes, None, None, None)
+    return Op(ops.fail_pending, None, True, 0, (payload,))
 
 
-def end_session(session_id: str) -> Call[int]:
+def end_session(session_id: str) -> Op[int]:
     """Prepare ``end_session``."""
-    session = check_identifier(session_id, "session_id")
-    return Call(lambda conn, now: ops.end_session(conn, session), True, {"session_id": session})
+    return Op(ops.end_session, None, True, 1, (check_identifier(session_id, "session_id"),))
+
+
+# -- running a prepared call -------------------------------------------------------------
+
+
+def run_call(conn: Connection, call: Call[T] | Op[T]) -> T:
+    """Run a prepared call on ``conn`` in one transaction: the one path of both front ends.
+
+    An :class:`Op` runs on the DB-API connection (see ``driver.py``): SQLite
+    opens ``BEGIN IMMEDIATE`` (``BEGIN`` for a read) and commits; PostgreSQL
+    first tries the operation's common path as one statement in autocommit,
+    and only when that refuses runs the operation in a transaction, its rows
+    locked. A :class:`Call` runs through SQLAlchemy in ``conn.begin()``.
+    """
+    if not isinstance(call, Op):
+        with conn.begin():
+            return call.run(conn, now_micros())
+    db = Driver(conn)
+    try:
+        if db.one_statement:
+            if call.at_once is not None:
+                db.set_autocommit(True)
+                try:
+                    quick = call.at_once(db, now_micros(), *call.args)
+                finally:
+                    db.set_autocommit(False)
+                if not isinstance(quick, ops.Miss):
+                    return quick
+            # psycopg opens the transaction with the first statement.
+        else:
+            db.execute(_BEGIN_WRITE if call.writes else _BEGIN_READ)
+        try:
+            # The clock is read inside the transaction: under the write lock,
+            # so recorded times follow the commit order.
+            result: T = call.locked(db, now_micros(), *call.args)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        return result
+    finally:
+        db.close()

@@ -9,9 +9,7 @@ the 0600 mode of a new database file.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -194,24 +192,9 @@ class IdleConnections:
         self._keep = keep if is_sqlite(engine.url) else 0
         self._idle: list[tuple[Any, Connection]] = []
 
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """Lend a connection for one transaction; it goes back here unless the block raised."""
+    def take(self) -> Connection:
+        """Lend a connection for one transaction: an idle one, or a new one from the pool."""
         pool = self._engine.pool
-        conn = self._take(pool)
-        try:
-            yield conn
-        except BaseException:
-            conn.close()
-            raise
-        # list.append and list.pop are atomic: no lock between threads is needed,
-        # and overshooting ``keep`` by a connection or two in a race is harmless.
-        if len(self._idle) < self._keep and not conn.invalidated and not conn.in_transaction():
-            self._idle.append((pool, conn))
-        else:
-            conn.close()
-
-    def _take(self, pool: Any) -> Connection:
         while self._idle:
             try:
                 owner, conn = self._idle.pop()
@@ -221,6 +204,15 @@ class IdleConnections:
                 return conn
             conn.close()
         return self._engine.connect()
+
+    def give(self, conn: Connection) -> None:
+        """Take back a connection whose transaction ended; keep it idle, or close it."""
+        # list.append and list.pop are atomic: no lock between threads is needed,
+        # and overshooting ``keep`` by a connection or two in a race is harmless.
+        if len(self._idle) < self._keep and not conn.invalidated and not conn.in_transaction():
+            self._idle.append((self._engine.pool, conn))
+        else:
+            conn.close()
 
     def close(self) -> None:
         """Close every idle connection (they go back to the engine's pool)."""

@@ -5,6 +5,11 @@ and raises a :mod:`~codemode_store.errors` subclass to reject; the caller rolls
 back, so a rejection leaves the database as it was. Arguments arrive already
 validated. Common cases take one guarded statement whose row count decides;
 the rarer cases read to find out which rule applies.
+
+On PostgreSQL the common case of a writing operation runs first on its own, as
+one statement in autocommit (the ``*_at_once`` functions: one network round
+trip); when its guard refuses, it changed nothing and returns ``MISS``, and the
+operation runs again in a locked transaction to find out which rule applies.
 """
 
 from __future__ import annotations
@@ -13,10 +18,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
-
 from . import statements as sql
+from .driver import Driver
 from .errors import (
     AlreadyReleased,
     CellClosed,
@@ -30,22 +33,28 @@ from .errors import (
     UnknownCell,
 )
 from .observation import CellSummary, Observation, ObservationState, from_micros
-from .wire import CLOSING_KINDS, Outcome, OutcomeKind, decode_payload
+from .wire import CLOSING_KINDS, OutcomeKind, decode_payload
 
 __all__ = [
+    "MISS",
+    "Miss",
     "PreparedPayload",
     "begin",
+    "begin_at_once",
     "cells",
     "close_cell",
     "create_cell",
     "end_session",
     "fail",
+    "fail_at_once",
     "fail_pending",
     "get",
     "history",
     "pending",
     "record",
+    "record_at_once",
     "release",
+    "release_at_once",
 ]
 
 
@@ -59,16 +68,17 @@ class PreparedPayload:
         self.size = len(data)
         self.sha256 = hashlib.sha256(data).digest()
 
-    def params(self) -> dict[str, Any]:
-        """Return the bind parameters that store this payload."""
-        return {"p_payload": self.data, "p_payload_bytes": self.size, "p_payload_sha256": self.sha256}
+
+class Miss:
+    """What a one-statement common path returns when its guard refused: take the locked path."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISS"
 
 
-def _key(session_id: str, cell_id: str, generation: int | None = None) -> dict[str, Any]:
-    key: dict[str, Any] = {"p_session_id": session_id, "p_cell_id": cell_id}
-    if generation is not None:
-        key["p_generation"] = generation
-    return key
+MISS = Miss()
 
 
 def _unknown(session_id: str, cell_id: str, generation: int | None = None) -> UnknownCell:
@@ -80,25 +90,43 @@ def _unknown(session_id: str, cell_id: str, generation: int | None = None) -> Un
     )
 
 
-def _lock_cell(conn: Connection, session_id: str, cell_id: str, generation: int | None) -> Any:
-    row = conn.execute(sql.lock_cell, _key(session_id, cell_id)).first()
+def _lock_cell(db: Driver, session_id: str, cell_id: str, generation: int | None) -> Any:
+    row = db.first(sql.lock_cell, (session_id, cell_id))
     if row is None:
         raise _unknown(session_id, cell_id, generation)
     return row
 
 
-def to_observation(row: Sequence[Any]) -> Observation:
-    """Return the Observation of a row selected with ``OBSERVATION_COLUMNS``."""
-    (session_id, cell_id, generation, state, kind, size, sha, recorded, released, payload) = row
+def _payload_text(payload: Any) -> str | bytes:
+    """Return a stored payload as text, or its bytes when they are not UTF-8 (reported by the caller)."""
+    data = payload if isinstance(payload, bytes) else bytes(payload)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+def to_observation(row: list[Any]) -> Observation:
+    """Return the Observation of a row selected with ``OBSERVATION_COLUMNS``, as a list.
+
+    The payload is taken out of the list, so that once decoded to text its
+    bytes are freed before the JSON is parsed: a large payload is held at most
+    twice at any moment.
+    """
+    stored = row.pop()
+    payload = None if stored is None else _payload_text(stored)
+    del stored
+    (session_id, cell_id, generation, state, kind, size, sha, recorded, released) = row
     outcome = None
     error_text = None
     try:
-        sha256 = None if sha is None else sha.hex()
+        sha256 = None if sha is None else bytes(sha).hex()
         if state == "retained":
-            outcome = decode_payload(payload)
+            # A NULL payload (a damaged row) raises TypeError, reported below.
+            outcome = decode_payload(cast(Any, payload))
         elif state == "failed":
-            # Text already (PayloadText), unless the bytes are not UTF-8: then this raises.
-            error_text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
+            # Text already, unless the bytes are not UTF-8: then this raises.
+            error_text = payload if isinstance(payload, str) else bytes(cast(Any, payload)).decode("utf-8")
     except (ValueError, LookupError, TypeError, AttributeError) as exc:
         # Only a file altered behind the store's back gets here: say so, never
         # let a decoder's own exception out of the public API.
@@ -124,24 +152,20 @@ def to_observation(row: Sequence[Any]) -> Observation:
     )
 
 
-# -- create_cell --------------------------------------------------------------
+# -- create_cell ----------------------------------------------------------------
 
 
-def create_cell(conn: Connection, now: int, session_id: str, cell_id: str) -> None:
+def create_cell(db: Driver, now: int, session_id: str, cell_id: str) -> None:
     """Register an open cell; a second create of it is ``DuplicateCell``."""
-    try:
-        conn.execute(sql.insert_cell, {**_key(session_id, cell_id), "p_now": now})
-    except IntegrityError as exc:
-        raise DuplicateCell(
-            "the session already has this cell", session_id=session_id, cell_id=cell_id
-        ) from exc
+    if db.count(sql.insert_cell, (session_id, cell_id, now)) == 0:
+        raise DuplicateCell("the session already has this cell", session_id=session_id, cell_id=cell_id)
 
 
 # -- begin ----------------------------------------------------------------------
 
 
 def begin(
-    conn: Connection,
+    db: Driver,
     now: int,
     session_id: str,
     cell_id: str,
@@ -149,17 +173,16 @@ def begin(
     request: str | None,
 ) -> Observation | None:
     """Start generation ``generation`` or replay it (SPEC §3 ``begin``)."""
-    key = _key(session_id, cell_id, generation)
+    key = (session_id, cell_id, generation)
     # The common case: the next generation of an open cell. The guarded UPDATE
     # both checks that and takes the cell's row lock.
-    advanced = conn.execute(sql.advance_cell, {**key, "p_previous": generation - 1}).rowcount
-    if advanced == 1:
+    if db.count(sql.advance_cell, (*key, generation - 1)) == 1:
         if generation > 0:
-            _acknowledge_previous(conn, now, session_id, cell_id, generation)
-        conn.execute(sql.insert_pending, {**key, "p_now": now, "p_request": request})
+            _acknowledge_previous(db, now, session_id, cell_id, generation)
+        db.count(sql.insert_pending, (*key, now, request))
         return None
 
-    _closed, last = _lock_cell(conn, session_id, cell_id, generation)
+    _closed, last = _lock_cell(db, session_id, cell_id, generation)
     next_generation = 0 if last is None else last + 1
     if generation > next_generation:
         raise FutureGeneration(
@@ -176,8 +199,9 @@ def begin(
             cell_id=cell_id,
             generation=generation,
         )
-    row = conn.execute(sql.read_observation, key).one()
-    state = row.state
+    row = list(db.first(sql.read_observation, key))
+    stored_request = row.pop()
+    state = row[3]
     if state == "pending":
         raise ObservationInProgress(
             "the generation is still pending", session_id=session_id, cell_id=cell_id, generation=generation
@@ -189,23 +213,32 @@ def begin(
             cell_id=cell_id,
             generation=generation,
         )
-    if request is not None and row.request is not None and request != row.request:
+    if request is not None and stored_request is not None and request != stored_request:
         raise GenerationConflict(
-            f"the request {request} differs from the stored {row.request}",
+            f"the request {request} differs from the stored {stored_request}",
             session_id=session_id,
             cell_id=cell_id,
             generation=generation,
         )
-    return to_observation(row[:10])
+    return to_observation(row)
 
 
-def _acknowledge_previous(conn: Connection, now: int, session_id: str, cell_id: str, generation: int) -> None:
+def begin_at_once(
+    db: Driver, now: int, session_id: str, cell_id: str, generation: int, request: str | None
+) -> Miss | None:
+    """Run the common case of ``begin`` as one statement; ``MISS`` if it does not apply."""
+    statement = sql.begin_next_at_once if generation > 0 else sql.begin_first_at_once
+    row = db.first(statement, (session_id, cell_id, generation, generation - 1, now, request))
+    return None if row[0] == 1 else MISS
+
+
+def _acknowledge_previous(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> None:
     """Release generation g−1 for begin(g): asking for g proves Core consumed g−1."""
-    previous = _key(session_id, cell_id, generation - 1)
-    if conn.execute(sql.release_any, {**previous, "p_now": now}).rowcount == 1:
+    previous = (session_id, cell_id, generation - 1)
+    if db.count(sql.release_any, (*previous, now)) == 1:
         return
-    row = conn.execute(sql.read_state, previous).first()
-    if row is not None and row.state == "pending":
+    row = db.first(sql.read_state, previous)
+    if row is not None and row[0] == "pending":
         raise ObservationInProgress(
             f"generation {generation - 1} is still pending",
             session_id=session_id,
@@ -218,27 +251,26 @@ def _acknowledge_previous(conn: Connection, now: int, session_id: str, cell_id: 
 
 
 def record(
-    conn: Connection,
+    db: Driver,
     now: int,
     session_id: str,
     cell_id: str,
     generation: int,
-    outcome: Outcome,
+    kind: str,
     payload: PreparedPayload,
 ) -> None:
-    """Store the outcome of pending ``generation`` (SPEC §3 ``record``)."""
-    key = _key(session_id, cell_id, generation)
+    """Store the outcome of kind ``kind`` of pending ``generation`` (SPEC §3 ``record``)."""
+    key = (session_id, cell_id, generation)
     # Close first: it takes the cell's lock before the observation's, the order
     # every writer uses. A rejection below rolls the close back.
-    if outcome.kind in CLOSING_KINDS and conn.execute(sql.close_cell, key).rowcount == 0:
+    if kind in CLOSING_KINDS and db.count(sql.close_cell, (session_id, cell_id)) == 0:
         raise _unknown(session_id, cell_id, generation)
-    params = {**key, **payload.params(), "p_kind": outcome.kind, "p_now": now}
-    if conn.execute(sql.record, params).rowcount == 1:
+    if db.count(sql.record, (*key, kind, payload.data, payload.size, payload.sha256, now)) == 1:
         return
-    _lock_cell(conn, session_id, cell_id, generation)
-    row = conn.execute(sql.read_observation, key).first()
-    if row is not None and row.state == "retained":
-        if row.payload_sha256 == payload.sha256 and row.kind == outcome.kind:
+    _lock_cell(db, session_id, cell_id, generation)
+    row = db.first(sql.read_state_and_digest, key)
+    if row is not None and row[0] == "retained":
+        if bytes(row[2]) == payload.sha256 and row[1] == kind:
             return  # the same outcome again: an idempotent retry
         raise GenerationConflict(
             "the generation already holds a different outcome",
@@ -249,8 +281,20 @@ def record(
     raise _not_pending(row, session_id, cell_id, generation)
 
 
+def record_at_once(
+    db: Driver, now: int, session_id: str, cell_id: str, generation: int, kind: str, payload: PreparedPayload
+) -> Miss | None:
+    """Run the common case of ``record`` as one statement; ``MISS`` if it does not apply."""
+    args = (session_id, cell_id, generation, kind, payload.data, payload.size, payload.sha256, now)
+    if kind in CLOSING_KINDS:
+        done = db.first(sql.record_closing_at_once, args)[0] == 1
+    else:
+        done = db.count(sql.record, args) == 1
+    return None if done else MISS
+
+
 def fail(
-    conn: Connection,
+    db: Driver,
     now: int,
     session_id: str,
     cell_id: str,
@@ -258,15 +302,23 @@ def fail(
     payload: PreparedPayload,
 ) -> None:
     """Mark pending ``generation`` failed with an error text (SPEC §3 ``fail``)."""
-    key = _key(session_id, cell_id, generation)
-    if conn.execute(sql.fail, {**key, **payload.params(), "p_now": now}).rowcount == 1:
+    key = (session_id, cell_id, generation)
+    if db.count(sql.fail, (*key, payload.data, payload.size, payload.sha256, now)) == 1:
         return
-    _lock_cell(conn, session_id, cell_id, generation)
-    raise _not_pending(conn.execute(sql.read_state, key).first(), session_id, cell_id, generation)
+    _lock_cell(db, session_id, cell_id, generation)
+    raise _not_pending(db.first(sql.read_state, key), session_id, cell_id, generation)
+
+
+def fail_at_once(
+    db: Driver, now: int, session_id: str, cell_id: str, generation: int, payload: PreparedPayload
+) -> Miss | None:
+    """Run the common case of ``fail`` as one statement; ``MISS`` if it does not apply."""
+    args = (session_id, cell_id, generation, payload.data, payload.size, payload.sha256, now)
+    return None if db.count(sql.fail, args) == 1 else MISS
 
 
 def _not_pending(row: Any, session_id: str, cell_id: str, generation: int) -> NotPending:
-    what = "does not exist" if row is None else f"is {row.state}"
+    what = "does not exist" if row is None else f"is {row[0]}"
     return NotPending(
         f"the generation {what}, not pending",
         session_id=session_id,
@@ -275,20 +327,20 @@ def _not_pending(row: Any, session_id: str, cell_id: str, generation: int) -> No
     )
 
 
-def fail_pending(conn: Connection, now: int, payload: PreparedPayload) -> int:
+def fail_pending(db: Driver, now: int, payload: PreparedPayload) -> int:
     """Turn every pending row of the store into ``failed``; return how many."""
-    return int(conn.execute(sql.fail_all_pending, {**payload.params(), "p_now": now}).rowcount)
+    return db.count(sql.fail_all_pending, (payload.data, payload.size, payload.sha256, now))
 
 
 # -- release ----------------------------------------------------------------------
 
 
-def release(conn: Connection, now: int, session_id: str, cell_id: str, generation: int) -> bool:
+def release(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> bool:
     """Acknowledge ``generation`` (SPEC §3 ``release``); ``True`` if this call dropped it."""
-    key = _key(session_id, cell_id, generation)
-    if conn.execute(sql.release_terminal, {**key, "p_now": now}).rowcount == 1:
+    key = (session_id, cell_id, generation)
+    if db.count(sql.release_terminal, (*key, now)) == 1:
         return True
-    closed, last = _lock_cell(conn, session_id, cell_id, generation)
+    closed, last = _lock_cell(db, session_id, cell_id, generation)
     if last is None or generation > last:
         raise FutureGeneration(
             "the cell has no such generation yet",
@@ -296,8 +348,7 @@ def release(conn: Connection, now: int, session_id: str, cell_id: str, generatio
             cell_id=cell_id,
             generation=generation,
         )
-    row = conn.execute(sql.read_state, key).one()
-    state, kind = row.state, row.kind
+    state, kind = db.first(sql.read_state, key)
     if state == "released":
         return False
     if state in ("pending", "failed"):
@@ -306,7 +357,7 @@ def release(conn: Connection, now: int, session_id: str, cell_id: str, generatio
         )
     if kind == "yielded" and closed and generation == last:
         # A closed cell's trailing yield: no successor will ever acknowledge it.
-        return bool(conn.execute(sql.release_any, {**key, "p_now": now}).rowcount == 1)
+        return db.count(sql.release_any, (*key, now)) == 1
     raise NotReleasable(
         f"a {kind} outcome is not terminal; Core acknowledges it by asking for the next generation",
         session_id=session_id,
@@ -315,54 +366,60 @@ def release(conn: Connection, now: int, session_id: str, cell_id: str, generatio
     )
 
 
+def release_at_once(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> bool | Miss:
+    """Run the common case of ``release`` as one statement; ``MISS`` if it does not apply."""
+    return True if db.count(sql.release_terminal, (session_id, cell_id, generation, now)) == 1 else MISS
+
+
 # -- close_cell, end_session -----------------------------------------------------
 
 
-def close_cell(conn: Connection, session_id: str, cell_id: str) -> None:
+def close_cell(db: Driver, now: int, session_id: str, cell_id: str) -> None:
     """Mark the cell closed; closing a closed cell changes nothing."""
-    if conn.execute(sql.close_cell, _key(session_id, cell_id)).rowcount == 0:
+    if db.count(sql.close_cell, (session_id, cell_id)) == 0:
         raise _unknown(session_id, cell_id)
 
 
-def end_session(conn: Connection, session_id: str) -> int:
+def end_session(db: Driver, now: int, session_id: str) -> int:
     """Delete every row of the session; return how many observations went."""
-    conn.execute(sql.lock_session_cells, {"p_session_id": session_id}).all()
-    deleted = conn.execute(sql.delete_session_observations, {"p_session_id": session_id}).rowcount
-    conn.execute(sql.delete_session_cells, {"p_session_id": session_id})
-    return int(deleted)
+    db.all(sql.lock_session_cells, (session_id,))
+    deleted = db.count(sql.delete_session_observations, (session_id,))
+    db.count(sql.delete_session_cells, (session_id,))
+    return deleted
 
 
 # -- reads ---------------------------------------------------------------------------
 
 
-def get(conn: Connection, session_id: str, cell_id: str, generation: int) -> Observation | None:
+def get(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> Observation | None:
     """Return one observation, or ``None`` when the cell has no such generation."""
-    row = conn.execute(sql.read_cell_and_observation, _key(session_id, cell_id, generation)).first()
+    row = db.first_list(sql.read_cell_and_observation, (session_id, cell_id, generation))
     if row is None:
         raise _unknown(session_id, cell_id, generation)
-    if row.generation is None:
+    if row[4] is None:  # no observation joined: the cell has no such generation
         return None
-    return to_observation(row[2:])
+    del row[:2]
+    return to_observation(row)
 
 
-def history(conn: Connection, session_id: str, cell_id: str) -> list[Observation]:
+def history(db: Driver, now: int, session_id: str, cell_id: str) -> list[Observation]:
     """Return every observation of the cell in generation order."""
-    if conn.execute(sql.read_cell, _key(session_id, cell_id)).first() is None:
+    if db.first(sql.read_cell, (session_id, cell_id)) is None:
         raise _unknown(session_id, cell_id)
-    return [to_observation(row) for row in conn.execute(sql.read_history, _key(session_id, cell_id))]
+    return [to_observation(list(row)) for row in db.all(sql.read_history, (session_id, cell_id))]
 
 
-def pending(conn: Connection) -> list[Observation]:
+def pending(db: Driver, now: int) -> list[Observation]:
     """Return every pending observation of the store."""
-    return [to_observation(row) for row in conn.execute(sql.read_pending)]
+    return [to_observation(list(row)) for row in db.all(sql.read_pending)]
 
 
-def cells(conn: Connection, session_id: str | None) -> list[CellSummary]:
+def cells(db: Driver, now: int, session_id: str | None) -> list[CellSummary]:
     """Return summaries of the cells of one session, or of every session."""
     if session_id is None:
-        rows = conn.execute(sql.cell_summaries)
+        rows = db.all(sql.cell_summaries)
     else:
-        rows = conn.execute(sql.cell_summaries_of_session, {"p_session_id": session_id})
+        rows = db.all(sql.cell_summaries_of_session, (session_id,))
     return [_summary(row) for row in rows]
 
 

@@ -1,5 +1,8 @@
 """The SQL of the operations, built once at import with bind parameters.
 
+Each is a Core statement wrapped in a :class:`~codemode_store.driver.Statement`
+that names its parameters in the order the operations pass their values.
+
 No statement is assembled from user values: every value reaches the database
 as a bound parameter. ``with_for_update`` takes a row lock on PostgreSQL and
 renders nothing on SQLite, whose writers are already serialised by
@@ -11,56 +14,36 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    Dialect,
-    LargeBinary,
     Select,
-    TypeDecorator,
     and_,
     bindparam,
     case,
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
-    type_coerce,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
+from .driver import Statement
 from .schema import cells, observations
 
 o = observations.c
 c = cells.c
 
 
-class PayloadText(TypeDecorator[bytes | str]):
-    """A payload read as text: UTF-8 decoded while the row is fetched.
-
-    Decoding here, before the row is built, lets the fetched bytes go as soon
-    as their text exists; decoding later (or letting ``json.loads`` do it) keeps
-    the bytes, the text and the parsed strings alive at once: a third copy of a
-    large payload. Bytes that are not UTF-8 (a file altered behind the store's
-    back) come through unchanged, for ``to_observation`` to report.
-    """
-
-    impl = LargeBinary
-    cache_ok = True
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> bytes | str | None:
-        """Return the payload's text, or its bytes when they are not UTF-8."""
-        if value is None:
-            return None
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return bytes(value)
-
-
 _cell_key = and_(c.session_id == bindparam("p_session_id"), c.cell_id == bindparam("p_cell_id"))
 _obs_cell = and_(o.session_id == bindparam("p_session_id"), o.cell_id == bindparam("p_cell_id"))
 _obs_key = and_(_obs_cell, o.generation == bindparam("p_generation"))
 
-#: The columns of an Observation, payload last (it may be large), read as text.
+#: The parameters naming a cell, and one of its generations, in the order operations pass them.
+_CELL = ("p_session_id", "p_cell_id")
+_KEY = (*_CELL, "p_generation")
+
+#: The columns of an Observation, payload last (it may be large).
 OBSERVATION_COLUMNS = (
     o.session_id,
     o.cell_id,
@@ -71,25 +54,36 @@ OBSERVATION_COLUMNS = (
     o.payload_sha256,
     o.recorded_at,
     o.released_at,
-    type_coerce(o.payload, PayloadText()).label("payload"),
+    o.payload,
 )
 
 # -- cells -------------------------------------------------------------------
 
-insert_cell = insert(cells).values(
-    session_id=bindparam("p_session_id"),
-    cell_id=bindparam("p_cell_id"),
-    closed=False,
-    last_generation=None,
-    created_at=bindparam("p_now"),
+_new_cell = {
+    "session_id": bindparam("p_session_id"),
+    "cell_id": bindparam("p_cell_id"),
+    "closed": False,
+    "last_generation": None,
+    "created_at": bindparam("p_now"),
+}
+
+#: Insert an open cell; a cell that exists already is left alone (row count 0).
+#: No integrity error, so a duplicate is the store's own answer, not a driver's.
+insert_cell = Statement(
+    {
+        "sqlite": sqlite.insert(cells).values(**_new_cell).on_conflict_do_nothing(),
+        "postgresql": postgresql.insert(cells).values(**_new_cell).on_conflict_do_nothing(),
+    },
+    "p_session_id",
+    "p_cell_id",
+    "p_now",
 )
 
-lock_cell = select(c.closed, c.last_generation).where(_cell_key).with_for_update()
+lock_cell = Statement(select(c.closed, c.last_generation).where(_cell_key).with_for_update(), *_CELL)
 
-read_cell = select(c.closed, c.last_generation).where(_cell_key)
+read_cell = Statement(select(c.closed, c.last_generation).where(_cell_key), *_CELL)
 
-#: Advance an open cell to generation ``generation`` if that is its next one.
-advance_cell = (
+_advance = (
     update(cells)
     .where(
         _cell_key,
@@ -99,23 +93,29 @@ advance_cell = (
     .values(last_generation=bindparam("p_generation"))
 )
 
-close_cell = update(cells).where(_cell_key).values(closed=True)
+#: Advance an open cell to generation ``generation`` if that is its next one.
+advance_cell = Statement(_advance, *_KEY, "p_previous")
+
+_close = update(cells).where(_cell_key).values(closed=True)
+close_cell = Statement(_close, *_CELL)
 
 # -- observations ------------------------------------------------------------
 
-insert_pending = insert(observations).values(
-    session_id=bindparam("p_session_id"),
-    cell_id=bindparam("p_cell_id"),
-    generation=bindparam("p_generation"),
-    state="pending",
-    begun_at=bindparam("p_now"),
-    request=bindparam("p_request"),
-)
+_pending_row = {
+    "session_id": bindparam("p_session_id"),
+    "cell_id": bindparam("p_cell_id"),
+    "generation": bindparam("p_generation"),
+    "state": "pending",
+    "begun_at": bindparam("p_now"),
+    "request": bindparam("p_request"),
+}
 
-read_observation = select(*OBSERVATION_COLUMNS, o.request).where(_obs_key)
+insert_pending = Statement(insert(observations).values(**_pending_row), *_KEY, "p_now", "p_request")
+
+read_observation = Statement(select(*OBSERVATION_COLUMNS, o.request).where(_obs_key), *_KEY)
 
 #: The cell and, if it exists, one of its generations, in one round trip.
-read_cell_and_observation = (
+read_cell_and_observation = Statement(
     select(c.closed, c.last_generation, *OBSERVATION_COLUMNS)
     .select_from(
         cells.outerjoin(
@@ -127,77 +127,153 @@ read_cell_and_observation = (
             ),
         )
     )
-    .where(_cell_key)
+    .where(_cell_key),
+    *_KEY,
 )
 
-read_state = select(o.state, o.kind).where(_obs_key)
+read_state = Statement(select(o.state, o.kind).where(_obs_key), *_KEY)
 
-read_history = select(*OBSERVATION_COLUMNS).where(_obs_cell).order_by(o.generation)
+read_state_and_digest = Statement(select(o.state, o.kind, o.payload_sha256).where(_obs_key), *_KEY)
 
-read_pending = (
+read_history = Statement(select(*OBSERVATION_COLUMNS).where(_obs_cell).order_by(o.generation), *_CELL)
+
+read_pending = Statement(
     select(*OBSERVATION_COLUMNS).where(o.state == "pending").order_by(o.session_id, o.cell_id, o.generation)
 )
 
-record = (
+_PAYLOAD = ("p_payload", "p_payload_bytes", "p_payload_sha256", "p_now")
+_stored_payload: dict[str, Any] = {
+    "payload": bindparam("p_payload"),
+    "payload_bytes": bindparam("p_payload_bytes"),
+    "payload_sha256": bindparam("p_payload_sha256"),
+    "recorded_at": bindparam("p_now"),
+}
+
+_record = (
     update(observations)
     .where(_obs_key, o.state == "pending")
-    .values(
-        state="retained",
-        kind=bindparam("p_kind"),
-        payload=bindparam("p_payload"),
-        payload_bytes=bindparam("p_payload_bytes"),
-        payload_sha256=bindparam("p_payload_sha256"),
-        recorded_at=bindparam("p_now"),
-    )
+    .values(state="retained", kind=bindparam("p_kind"), **_stored_payload)
+)
+record = Statement(_record, *_KEY, "p_kind", *_PAYLOAD)
+
+fail = Statement(
+    update(observations).where(_obs_key, o.state == "pending").values(state="failed", **_stored_payload),
+    *_KEY,
+    *_PAYLOAD,
 )
 
-fail = (
-    update(observations)
-    .where(_obs_key, o.state == "pending")
-    .values(
-        state="failed",
-        payload=bindparam("p_payload"),
-        payload_bytes=bindparam("p_payload_bytes"),
-        payload_sha256=bindparam("p_payload_sha256"),
-        recorded_at=bindparam("p_now"),
-    )
-)
-
-fail_all_pending = (
-    update(observations)
-    .where(o.state == "pending")
-    .values(
-        state="failed",
-        payload=bindparam("p_payload"),
-        payload_bytes=bindparam("p_payload_bytes"),
-        payload_sha256=bindparam("p_payload_sha256"),
-        recorded_at=bindparam("p_now"),
-    )
+fail_all_pending = Statement(
+    update(observations).where(o.state == "pending").values(state="failed", **_stored_payload), *_PAYLOAD
 )
 
 _drop_payload: dict[str, Any] = {"state": "released", "payload": None, "released_at": bindparam("p_now")}
 
 #: Release a terminal outcome: the common case of ``release`` in one statement.
-release_terminal = (
+release_terminal = Statement(
     update(observations)
-    # Two literals rather than IN: an IN list is an "expanding" parameter that
-    # SQLAlchemy re-renders on every call of this hot statement.
+    # Two literals rather than IN: an IN list is an "expanding" parameter.
     .where(_obs_key, o.payload.is_not(None), or_(o.kind == "completed", o.kind == "terminated"))
-    .values(**_drop_payload)
+    .values(**_drop_payload),
+    *_KEY,
+    "p_now",
 )
 
 #: Release whatever a payload-holding generation holds (guarded, idempotent).
-release_any = update(observations).where(_obs_key, o.payload.is_not(None)).values(**_drop_payload)
+release_any = Statement(
+    update(observations).where(_obs_key, o.payload.is_not(None)).values(**_drop_payload), *_KEY, "p_now"
+)
 
-lock_session_cells = select(c.cell_id).where(c.session_id == bindparam("p_session_id")).with_for_update()
+_session = c.session_id == bindparam("p_session_id")
+lock_session_cells = Statement(select(c.cell_id).where(_session).with_for_update(), "p_session_id")
 
-delete_session_observations = delete(observations).where(o.session_id == bindparam("p_session_id"))
-delete_session_cells = delete(cells).where(c.session_id == bindparam("p_session_id"))
+delete_session_observations = Statement(
+    delete(observations).where(o.session_id == bindparam("p_session_id")), "p_session_id"
+)
+delete_session_cells = Statement(delete(cells).where(_session), "p_session_id")
+
+# -- the common paths in one statement (PostgreSQL, in autocommit) -----------------------
+#
+# Each is the whole effect of an operation's common case, or nothing: the steps
+# after the first depend on its RETURNING rows, so a refused guard leaves every
+# row as it was and the operation falls back to its locked transaction (which
+# finds out which rule applies). Locks are taken in the order every writer
+# uses, the cell's row before an observation's.
+
+
+def _typed(value: Any, column: str) -> Any:
+    """Return a value of the pending row as a SELECT list item of the column's type."""
+    column_type = observations.c[column].type
+    if isinstance(value, str):
+        return literal(value, column_type)
+    return bindparam(value.key, type_=column_type)
+
+
+_pending_select = [_typed(value, column) for column, value in _pending_row.items()]
+_advanced = _advance.returning(c.last_generation).cte("advanced")
+_insert_pending_after = insert(observations).from_select(
+    list(_pending_row), select(*_pending_select).select_from(_advanced)
+)
+
+#: begin(0) of a new cell: advance it and write the pending row; 1 = done.
+begin_first_at_once = Statement(
+    select(
+        select(func.count())
+        .select_from(_insert_pending_after.returning(o.generation).cte("inserted"))
+        .scalar_subquery()
+    ),
+    *_KEY,
+    "p_previous",
+    "p_now",
+    "p_request",
+)
+
+_previous_key = and_(_obs_cell, o.generation == bindparam("p_previous"))
+_advanced_after_previous = (
+    _advance.where(select(o.generation).where(_previous_key, o.payload.is_not(None)).exists())
+    .returning(c.last_generation)
+    .cte("advanced")
+)
+_released_previous = (
+    update(observations)
+    .where(_previous_key, o.payload.is_not(None), select(_advanced_after_previous.c.last_generation).exists())
+    .values(**_drop_payload)
+    .returning(o.generation)
+    .cte("released")
+)
+_inserted_next = (
+    insert(observations)
+    .from_select(list(_pending_row), select(*_pending_select).select_from(_advanced_after_previous))
+    .returning(o.generation)
+    .cte("inserted")
+)
+
+#: begin(g > 0): advance the cell if generation g−1 holds its answer, release
+#: g−1 (the implicit acknowledgement) and write the pending row; 1 = done.
+begin_next_at_once = Statement(
+    select(select(func.count()).select_from(_inserted_next).scalar_subquery()).add_cte(_released_previous),
+    *_KEY,
+    "p_previous",
+    "p_now",
+    "p_request",
+)
+
+_locked_cell = select(c.session_id).where(_cell_key).with_for_update().cte("locked_cell")
+_recorded = _record.where(select(_locked_cell.c.session_id).exists()).returning(o.generation).cte("recorded")
+_closed = _close.where(select(_recorded.c.generation).exists()).returning(c.cell_id).cte("closed")
+
+#: record(g) of a closing outcome: lock the cell, store the outcome of pending
+#: g and close the cell; 1 = done.
+record_closing_at_once = Statement(
+    select(select(func.count()).select_from(_recorded).scalar_subquery()).add_cte(_closed),
+    *_KEY,
+    "p_kind",
+    *_PAYLOAD,
+)
 
 # -- summaries ---------------------------------------------------------------
 
 #: The rows whose payload is still stored: retained outcomes and failure texts.
-holds_payload = o.state.in_(("retained", "failed"))
+holds_payload = or_(o.state == "retained", o.state == "failed")  # no IN: see release_terminal
 
 _last = observations.alias("last_observation")
 
@@ -256,5 +332,5 @@ def _cell_summaries(*, of_one_session: bool) -> Select[Any]:
 
 
 #: One row a cell: its flags, its last generation's state and kind, its totals.
-cell_summaries = _cell_summaries(of_one_session=False)
-cell_summaries_of_session = _cell_summaries(of_one_session=True)
+cell_summaries = Statement(_cell_summaries(of_one_session=False))
+cell_summaries_of_session = Statement(_cell_summaries(of_one_session=True), "p_session_id")

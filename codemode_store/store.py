@@ -8,7 +8,6 @@ validates its arguments) and runs it in one transaction; driver errors become
 from __future__ import annotations
 
 import os
-import time
 import weakref
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -19,9 +18,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from . import calls, integrity, retention, space
-from .calls import DEFAULT_FAIL_TEXT, Call
+from .calls import DEFAULT_FAIL_TEXT, Call, Op, now_micros, run_call
 from .engine import READ_ONLY, Durability, IdleConnections, build_engine, to_url
-from .errors import InvalidInput
+from .errors import DatabaseError, InvalidInput, StoreError
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
 from .progress import Progress
@@ -40,11 +39,6 @@ __all__ = [
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 
 T = TypeVar("T")
-
-
-def now_micros() -> int:
-    """Return the current time as integer microseconds since the epoch (UTC)."""
-    return time.time_ns() // 1000
 
 
 def check_open_options(max_payload_bytes: object, busy_timeout: object) -> None:
@@ -108,11 +102,32 @@ class ObservationStore:
         """The database URL (render it with ``hide_password=True`` before printing)."""
         return self._engine.url
 
-    def run(self, call: Call[T]) -> T:
+    def run(self, call: Call[T] | Op[T]) -> T:
         """Run a prepared call in one transaction (a write one if the call writes)."""
         connections = self._writers if call.writes else self._readers
-        with errors_of_database(**call.key), connections.connection() as conn, conn.begin():
-            return call.run(conn, now_micros())
+        try:
+            conn = connections.take()
+            try:
+                result = run_call(conn, call)
+            except StoreError as exc:
+                if isinstance(exc, DatabaseError):
+                    conn.close()
+                else:
+                    connections.give(conn)  # a rule's answer: the transaction was rolled back
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            connections.give(conn)
+            return result
+        except StoreError:
+            raise
+        except Exception:
+            # The one boundary, entered only on an error: the call's key is
+            # built only when a message needs it.
+            with errors_of_database(**call.key):
+                raise
+            raise
 
     def close(self) -> None:
         """Close every pooled connection; the store is not used afterwards."""
