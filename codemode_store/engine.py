@@ -178,9 +178,12 @@ class IdleConnections:
 
     Checking a connection out of SQLAlchemy's pool and back for every short
     transaction costs about as much as the transaction's own statements; the
-    store takes one from here instead, one thread at a time. Only SQLite keeps
-    any (``keep`` is 0 otherwise): a server connection must go through the
-    pool's pre-ping. A connection is dropped, not kept, after an error and when
+    store takes one from here instead, one thread at a time. A PostgreSQL
+    connection is kept too: a checkout would ask the server nothing new (no
+    ping: a connection that the server lost fails its next statement, is
+    invalidated there and never comes back here), and a host talking to the
+    server across a network pays each round trip. A connection is dropped, not
+    kept, after an error other than a rule's rejection and when
     the engine was disposed since it was taken (its pool was replaced).
     """
 
@@ -189,7 +192,7 @@ class IdleConnections:
     def __init__(self, engine: Engine, keep: int = 2) -> None:
         """Keep up to ``keep`` idle connections of ``engine`` (an engine with options, too)."""
         self._engine = engine
-        self._keep = keep if is_sqlite(engine.url) else 0
+        self._keep = keep
         self._idle: list[tuple[Any, Connection]] = []
 
     def take(self) -> Connection:
