@@ -3,7 +3,8 @@
 Per cell: create, begin 0, record yielded (2 KB text), begin 1, record
 completed (2 KB text), release 1. The raw sqlite3 host does the same steps
 (see ``raw.py``); persist-queue's ``SQLiteAckQueue`` does put/get/ack of the
-same two wire outcomes, six committed transactions as well.
+same two wire outcomes, six committed transactions as well. Each runs at both
+durability settings, the raw host and the peer with the store's ``synchronous``.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ def peer_available() -> bool:
 def open_peer(folder: Path, synchronous: str | None) -> Any:
     """Open a persist-queue ``SQLiteAckQueue`` in ``folder`` (it sets WAL itself).
 
-    ``synchronous="NORMAL"`` gives it the store's durability; ``None`` keeps its
-    default (``FULL``: an fsync per commit).
+    ``synchronous`` (``NORMAL`` or ``FULL``) gives it the store's durability;
+    ``None`` keeps its default (``FULL``: an fsync per commit).
     """
     from persistqueue import SQLiteAckQueue
 
@@ -110,41 +111,55 @@ def peer_tidy(queue: Any) -> None:
 
 Variants = dict[str, Callable[[], object]]
 
+#: The store's durability settings and the ``synchronous`` each one means.
+DURABILITIES = {"normal": "NORMAL", "full": "FULL"}
+
 
 @contextmanager
 def host_variants(
     folder: Path, cells_per_round: int, payloads: HostPayloads, with_peer: bool
 ) -> Iterator[tuple[Variants, Callable[[], None]]]:
-    """Yield the host-loop variants (one batch of cells each) and an untimed tidy step."""
+    """Yield the host-loop variants (one batch of cells each) and an untimed tidy step.
+
+    At each durability (``normal``, ``full``): ``store_<d>``, ``raw_<d>`` (raw
+    sqlite3 with the same ``synchronous``) and, if installed, ``peer_<d>``
+    (persist-queue with the same ``synchronous``).
+    """
     counter = itertools.count()
-    store = ObservationStore.open(folder / "store.db")
-    ObservationStore.open(folder / "raw.db").close()  # the same schema, by Alembic
-    raw = RawHost(str(folder / "raw.db"))
+    stores: list[ObservationStore] = []
+    raws: list[RawHost] = []
     peers: dict[str, Any] = {}
-    if with_peer:
-        peers["peer"] = open_peer(folder / "peer", "NORMAL")
-        peers["peer_as_shipped"] = open_peer(folder / "peer_default", None)
+    variants: Variants = {}
 
     def batch() -> list[str]:
         start = next(counter) * cells_per_round
         return [f"cell-{n}" for n in range(start, start + cells_per_round)]
 
-    variants: Variants = {
-        "store": lambda: store_cells(store, "s", batch(), payloads),
-        "raw": lambda: raw_cells(raw, "s", batch(), payloads),
-    }
-    for name, queue in peers.items():
-        variants[name] = lambda queue=queue: peer_cells(queue, cells_per_round, payloads)
-
-    def tidy() -> None:
-        for queue in peers.values():
-            peer_tidy(queue)
-
     try:
+        for durability, synchronous in DURABILITIES.items():
+            store = ObservationStore.open(folder / f"store-{durability}.db", durability=durability)  # type: ignore[arg-type]
+            stores.append(store)
+            ObservationStore.open(folder / f"raw-{durability}.db").close()  # the same schema, by Alembic
+            raw = RawHost(str(folder / f"raw-{durability}.db"), synchronous=synchronous)
+            raws.append(raw)
+            variants[f"store_{durability}"] = lambda store=store: store_cells(store, "s", batch(), payloads)
+            variants[f"raw_{durability}"] = lambda raw=raw: raw_cells(raw, "s", batch(), payloads)
+            if with_peer:
+                queue = peers[f"peer_{durability}"] = open_peer(folder / f"peer-{durability}", synchronous)
+                variants[f"peer_{durability}"] = lambda queue=queue: peer_cells(
+                    queue, cells_per_round, payloads
+                )
+
+        def tidy() -> None:
+            for queue in peers.values():
+                peer_tidy(queue)
+
         yield variants, tidy
     finally:
-        store.close()
-        raw.close()
+        for store in stores:
+            store.close()
+        for raw in raws:
+            raw.close()
         for queue in peers.values():
             queue.close()
 
@@ -156,4 +171,6 @@ def run_host_loop(cells_per_round: int, rounds: int, with_peer: bool) -> Rounds:
         tempfile.TemporaryDirectory(prefix="cms-bench-") as tmp,
         host_variants(Path(tmp), cells_per_round, payloads, with_peer) as (variants, tidy),
     ):
+        for run in variants.values():  # warm up: first connections, statement caches
+            run()
         return alternate(variants, rounds, tidy)

@@ -72,7 +72,8 @@ class _Store:
     """The store: a pending generation made ready untimed, then record + get."""
 
     def __init__(self, path: Path) -> None:
-        self.store = ObservationStore.open(path)
+        # The raw floor runs at synchronous=NORMAL: the store at the same setting.
+        self.store = ObservationStore.open(path, durability="normal")
         self.session = self.store.session("payloads")
         self.cells = itertools.count()
         self.ready: list[str] = []

@@ -1,7 +1,7 @@
 """The raw sqlite3 baseline: what a careful host would write by hand.
 
 Same file and schema as the store (created by ``ObservationStore.open``), the
-same connection settings (WAL, ``synchronous=NORMAL``, a 5 s busy timeout,
+same connection settings (WAL, the store's ``synchronous``, a 5 s busy timeout,
 foreign keys on) and one ``BEGIN IMMEDIATE`` transaction per step, with the
 same guarded statements, row-count checks and columns written (payload, size,
 sha256, times). It skips what only the store does: argument validation, the
@@ -71,12 +71,12 @@ def encode_body(body: dict[str, Any]) -> bytes:
 class RawHost:
     """A hand-written host on the store's file: the same steps in plain sqlite3."""
 
-    def __init__(self, path: str, busy_timeout: float = 5.0) -> None:
-        """Connect to ``path`` with the store's pragmas."""
+    def __init__(self, path: str, busy_timeout: float = 5.0, synchronous: str = "NORMAL") -> None:
+        """Connect to ``path`` with the store's pragmas (``synchronous`` as the store's durability)."""
         self.conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute(f"PRAGMA synchronous = {synchronous}")
         self.conn.execute("PRAGMA foreign_keys = ON")
 
     def close(self) -> None:

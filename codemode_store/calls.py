@@ -24,7 +24,14 @@ from . import operations as ops
 from .driver import Driver
 from .errors import InvalidInput, StoreError
 from .observation import CellSummary, Observation
-from .validation import canonical_request, check_generation, check_identifier, is_encodable
+from .validation import (
+    MAX_GENERATION,
+    MAX_IDENTIFIER_LENGTH,
+    canonical_request,
+    check_generation,
+    check_identifier,
+    is_encodable,
+)
 from .wire import Outcome, encode_payload
 
 __all__ = [
@@ -104,7 +111,21 @@ class Op(Generic[T]):
         return dict(zip(_KEY_NAMES, self.args[: self.keyed], strict=False))
 
 
+def _plain_identifier(value: object) -> bool:
+    """Tell cheaply whether ``value`` is an identifier that needs no closer look.
+
+    A non-empty ASCII ``str`` of at most 256 characters without NUL: what
+    hosts use. Anything else goes through ``check_identifier``, which accepts
+    or rejects it with its reason.
+    """
+    if type(value) is not str:
+        return False
+    return 0 < len(value) <= MAX_IDENTIFIER_LENGTH and value.isascii() and "\x00" not in value
+
+
 def _cell_key(session_id: object, cell_id: object) -> tuple[str, str]:
+    if _plain_identifier(session_id) and _plain_identifier(cell_id):
+        return session_id, cell_id  # type: ignore[return-value]
     session = check_identifier(session_id, "session_id")
     cell = check_identifier(cell_id, "cell_id", session_id=session)
     return session, cell
@@ -112,6 +133,8 @@ def _cell_key(session_id: object, cell_id: object) -> tuple[str, str]:
 
 def _generation_key(session_id: object, cell_id: object, generation: object) -> tuple[str, str, int]:
     session, cell = _cell_key(session_id, cell_id)
+    if type(generation) is int and 0 <= generation <= MAX_GENERATION:
+        return session, cell, generation
     return session, cell, check_generation(generation, session_id=session, cell_id=cell)
 
 

@@ -111,7 +111,9 @@ class Driver:
         #: The driver's base exception class: only these are wrapped.
         self.error: type[Exception] = self.dialect.loaded_dbapi.Error
         # SQLAlchemy's cursor events still fire for whoever listens (tests, tracing).
-        dispatch = conn.dispatch
+        # (The engine's dispatch: listeners are added to engines, never to one
+        # connection, and it is cheaper to ask than the connection's joined one.)
+        dispatch = conn.engine.dispatch
         self.traced = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
         dbapi_connection = conn.connection.dbapi_connection
         assert dbapi_connection is not None
