@@ -30,7 +30,8 @@ from benchmarks import contention, host_loop, payloads, replay
 from benchmarks.common import median, ratio
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTIONS = ("host", "replay", "payloads", "open", "contention")
+SECTIONS = ("host", "replay", "payloads", "open", "contention", "postgres")
+POSTGRES_URL_VARIABLE = "CODEMODE_STORE_TEST_POSTGRES_URL"
 
 Row = dict[str, Any]
 
@@ -63,6 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-peer", action="store_true", help="leave persist-queue out even if installed")
     parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(POSTGRES_URL_VARIABLE) or None,
+        help=f"PostgreSQL server for the postgres section (default ${POSTGRES_URL_VARIABLE}; "
+        "a scratch database is created and dropped there); without one the section is skipped",
+    )
+    parser.add_argument("--pg-cells", type=int, help="postgres: cells per round (default 40; quick 10)")
+    parser.add_argument(
         "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)"
     )
     parser.add_argument(
@@ -77,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "lookups": 40 if quick else 400,
         "payload_sizes": [1024, 65536] if quick else [1024, 1 << 20, 32 << 20],
         "contention_cells": 20 if quick else 300,
+        "pg_cells": 10 if quick else 40,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -318,6 +327,68 @@ def bench_contention(args: argparse.Namespace, details: dict[str, Any], folder: 
     ]
 
 
+def bench_postgres(args: argparse.Namespace, details: dict[str, Any]) -> list[Row]:
+    """PostgreSQL host loop through a counting proxy: round trips per cell, cells/s against naive psycopg."""
+    workload = "PostgreSQL host loop (6 ops/cell)"
+    if not args.postgres_url:
+        return [
+            _row(
+                workload,
+                "round trips / cell",
+                None,
+                f"skipped: no server (--postgres-url or ${POSTGRES_URL_VARIABLE})",
+                None,
+                None,
+                "<= 6 round trips / cell",
+                None,
+            )
+        ]
+    from benchmarks import postgres
+
+    result = postgres.measure(args.postgres_url, args.pg_cells, args.rounds)
+    details["postgres"] = result
+    trips = result["round_trips_per_cell"]
+    per_second = result["cells_per_s"]
+    seconds = result["seconds"]
+
+    def paired(delay: str) -> float:
+        return median([s / n for s, n in zip(seconds[delay]["store"], seconds[delay]["naive"], strict=True)])
+
+    slow, fast = paired("1 ms"), paired("0 ms")
+    return [
+        _row(
+            workload,
+            "round trips / cell",
+            round(trips["store"], 2),
+            "naive psycopg host (BEGIN, statements, COMMIT per operation)",
+            round(trips["naive"], 2),
+            ratio(trips["store"], trips["naive"]),
+            "<= 6 round trips / cell",
+            trips["store"] <= 6,
+        ),
+        _row(
+            f"{workload}, 1 ms added latency",
+            "cells/s",
+            per_second["1 ms"]["store"],
+            "naive psycopg host, same proxy",
+            per_second["1 ms"]["naive"],
+            round(1 / slow, 2),
+            "store cells/s >= 3x naive",
+            1 / slow >= 3,
+        ),
+        _row(
+            f"{workload}, 0 ms added latency",
+            "cells/s",
+            per_second["0 ms"]["store"],
+            "naive psycopg host, same proxy",
+            per_second["0 ms"]["naive"],
+            round(fast, 2),
+            "store time <= 1.3x naive",
+            fast <= 1.3,
+        ),
+    ]
+
+
 def table(rows: list[Row]) -> str:
     """Return the rows as a Markdown table."""
     head = ["workload", "measure", "store", "baseline", "baseline value", "ratio", "target", "meets"]
@@ -353,6 +424,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "payloads": lambda: bench_payloads(args, details, folder),
             "open": lambda: bench_open(args, details),
             "contention": lambda: bench_contention(args, details, folder),
+            "postgres": lambda: bench_postgres(args, details),
         }
         for name in sections:
             print(f"... {name}", file=sys.stderr, flush=True)
@@ -371,15 +443,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "sqlalchemy": sqlalchemy.__version__,
             "platform": platform.platform(),
         },
-        "options": {
-            key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()
-        },
+        "options": {key: _shown_option(key, value) for key, value in vars(args).items()},
         "seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
         "details": details,
         "errors": len(errors) + contention_errors,
         "error_messages": errors,
     }
+
+
+def _shown_option(key: str, value: Any) -> Any:
+    """Return an option as the JSON shows it: paths as text, the server URL without its password."""
+    if key == "postgres_url" and value:
+        return sqlalchemy.make_url(value).render_as_string(hide_password=True)
+    return str(value) if isinstance(value, Path) else value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from conftest import POSTGRES_URL_VARIABLE
 
 from benchmarks import run
 
@@ -17,6 +19,7 @@ TINY = [
     "--payload-sizes", "1024,4096",
     "--processes", "2",
     "--contention-cells", "3",
+    "--pg-cells", "2",
 ]  # fmt: skip
 
 
@@ -35,7 +38,14 @@ def test_a_tiny_run_prints_the_table_and_writes_json_with_no_errors(
 
     rows = report["rows"]
     workloads = " ".join(row["workload"] for row in rows)
-    expected_workloads = ("host loop", "get, 1e2 rows", "begin (replay), 300 rows", "record + get, 4 KB")
+    expected_workloads = (
+        "host loop (6 txns/cell), durability=normal",
+        "host loop (6 txns/cell), durability=full",
+        "get, 1e2 rows",
+        "begin (replay), 300 rows",
+        "record + get, 4 KB",
+        "PostgreSQL host loop",
+    )
     for expected in (*expected_workloads, "open", "contention"):
         assert expected in workloads
     for row in rows:
@@ -50,8 +60,30 @@ def test_a_tiny_run_prints_the_table_and_writes_json_with_no_errors(
     for kind in ("store", "raw"):
         assert contention[kind]["errors"] == 0
         assert contention[kind]["cells"] == 2 * 3  # every worker ran every cell
-    assert set(report["details"]["host"]) >= {"store", "raw"}
-    assert all(len(times) == 2 for times in report["details"]["host"].values())
+    host = report["details"]["host"]
+    assert set(host) >= {"store_normal", "raw_normal", "store_full", "raw_full"}
+    assert all(len(times) == 2 for times in host.values())
+    peers = [row for row in rows if row["baseline"].startswith("persist-queue")]
+    assert len(peers) == 2  # one at each durability (the bench extra is installed by scripts/test.sh)
+
+    postgres_rows = [row for row in rows if row["workload"].startswith("PostgreSQL")]
+    if os.environ.get(POSTGRES_URL_VARIABLE):
+        assert [row["measure"] for row in postgres_rows] == ["round trips / cell", "cells/s", "cells/s"]
+        # Deterministic: one round trip per operation, six a cell; the naive host's BEGIN,
+        # statements and COMMIT: 3 + 4 + 3 + 5 + 4 + 3.
+        assert report["details"]["postgres"]["round_trips_per_cell"] == {"store": 6.0, "naive": 22.0}
+        assert postgres_rows[0]["meets"] is True
+        assert "***" in report["options"]["postgres_url"]  # the password stays out of the JSON
+    else:
+        assert len(postgres_rows) == 1 and postgres_rows[0]["baseline"].startswith("skipped")
+
+
+def test_without_a_server_the_postgres_section_is_skipped_with_a_note(tmp_path: Path) -> None:
+    target = tmp_path / "latest.json"
+    assert run.main(["--only", "postgres", "--postgres-url", "", "--json", str(target)]) == 0
+    (row,) = json.loads(target.read_text())["rows"]
+    assert row["ratio"] is None and row["meets"] is None
+    assert "skipped: no server" in row["baseline"]
 
 
 def test_max_rows_caps_the_replay_files() -> None:
