@@ -182,11 +182,19 @@ class Driver:
             raise self._wrap(exc, "COMMIT", None) from exc
 
     def set_autocommit(self, on: bool) -> None:
-        """Switch the driver's autocommit (a client-side setting of psycopg: no round trip)."""
+        """Switch the driver's autocommit (a client-side setting of psycopg: no round trip).
+
+        Switching it off after a statement that failed may fail too (a lost
+        connection): then the connection is invalidated, never reused, and the
+        statement's own error is the one that propagates.
+        """
         try:
             self.dbapi_connection.autocommit = on
         except self.error as exc:
-            raise self._wrap(exc, None, None) from exc
+            if on:
+                raise self._wrap(exc, None, None) from exc
+            if not self.conn.invalidated:
+                self.conn.invalidate(exc)
 
     def rollback(self) -> None:
         """Roll back whatever is open; a connection that cannot is invalidated, never reused."""
