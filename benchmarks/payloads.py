@@ -3,6 +3,8 @@
 The raw baseline inserts the very bytes the store keeps for that outcome into a
 one-table file (same pragmas, one ``BEGIN IMMEDIATE`` transaction) and selects
 them back: the floor of SQLite itself, with no encoding, hashing or decoding.
+For context, the store's own statements run in plain sqlite3 on a file of the
+store's schema too (``raw.RawHost``: record, then get with ``json.loads``).
 Peak memory of the store's record + get is measured two ways, each as a
 multiple of the payload size: ``tracemalloc`` (Python allocations only) and the
 process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``; it also
@@ -16,11 +18,13 @@ import itertools
 import sqlite3
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 from codemode_store import ObservationStore, Outcome
 from codemode_store.wire import encode_payload
 
 from .common import alternate, image_outcome, median, ratio
+from .raw import RawHost
 
 __all__ = ["measure"]
 
@@ -68,6 +72,27 @@ class _Raw:
         return bytes(row[0])
 
 
+class _RawStoreSchema:
+    """Context: the store's own statements in plain sqlite3 (``raw.RawHost``) on a file of its schema."""
+
+    def __init__(self, path: Path) -> None:
+        ObservationStore.open(path).close()  # the schema, by Alembic
+        self.host = RawHost(str(path), synchronous="NORMAL")
+        self.cells = itertools.count()
+        self.ready: list[str] = []
+
+    def prepare(self) -> None:
+        cell = f"cell-{next(self.cells)}"
+        self.host.create_cell("payloads", cell)
+        self.host.begin("payloads", cell, 0)
+        self.ready.append(cell)
+
+    def record_get(self, body: dict[str, Any]) -> Any:
+        cell = self.ready.pop()
+        self.host.record("payloads", cell, 0, body)
+        return self.host.get("payloads", cell, 0)
+
+
 class _Store:
     """The store: a pending generation made ready untimed, then record + get."""
 
@@ -102,6 +127,7 @@ def measure(folder: Path, sizes: list[int], rounds: int) -> dict[int, dict[str, 
     """Return, per payload size, store and raw median seconds, their ratio, and peak memory."""
     store = _Store(folder / "payload-store.db")
     raw = _Raw(folder / "payload-raw.db")
+    same = _RawStoreSchema(folder / "payload-same.db")
     results: dict[int, dict[str, object]] = {}
     try:
         for size in sizes:
@@ -117,15 +143,26 @@ def measure(folder: Path, sizes: list[int], rounds: int) -> dict[int, dict[str, 
                 if raw.put_get(data) != data:
                     raise AssertionError("raw sqlite3 did not return the payload")
 
+            body = outcome.to_wire("c")
+            del body["cell_id"]
+
+            def same_once(body: dict[str, Any] = body) -> None:
+                same.record_get(body)
+
             for _ in range(rounds + 2):
                 store.prepare()
-            times = alternate({"store": store_once, "raw": raw_once}, rounds, between=store.release)
+                same.prepare()
+            times = alternate(
+                {"store": store_once, "raw": raw_once, "same": same_once}, rounds, between=store.release
+            )
             memory = _peak_memory(store, outcome, payload_size)
             results[size] = {
                 "payload_bytes": payload_size,
                 "store_s": round(median(times["store"]), 6),
                 "raw_s": round(median(times["raw"]), 6),
                 "ratio": ratio(median(times["store"]), median(times["raw"])),
+                "same_schema_s": round(median(times["same"]), 6),
+                "same_schema_ratio": ratio(median(times["store"]), median(times["same"])),
                 **memory,
             }
             del outcome, data
@@ -133,6 +170,7 @@ def measure(folder: Path, sizes: list[int], rounds: int) -> dict[int, dict[str, 
     finally:
         store.store.close()
         raw.conn.close()
+        same.host.close()
     return results
 
 

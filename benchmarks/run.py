@@ -253,6 +253,18 @@ def bench_payloads(args: argparse.Namespace, details: dict[str, Any], folder: Pa
                 figures["ratio"] <= 2,
             )
         )
+        rows.append(
+            _row(
+                f"record + get, {label} image (durability=normal)",
+                "ms",
+                _fmt(figures["store_s"] * 1000),
+                "raw sqlite3 running the store's own statements on its schema",
+                _fmt(figures["same_schema_s"] * 1000),
+                figures["same_schema_ratio"],
+                "(context)",
+                None,
+            )
+        )
         rss = figures["peak_rss_x"]
         peak = figures["peak_tracemalloc_x"]
         rows.append(
