@@ -123,11 +123,11 @@ def test_the_protocol_page_states_every_operation_and_error() -> None:
         assert re.search(rf"^### .*\b{operation}\(", protocol, re.MULTILINE), operation
     for state in ("pending", "retained", "failed", "released"):
         assert f"**{state}**" in protocol, state
-    from codemode_store import errors
-
-    for name in errors.__all__:
-        if name in ("StoreError", "StoreNotFound", "NoOutcome", "DemoFailed"):
-            continue  # the root, and the errors of tools rather than of the protocol
+    # The rule errors: every refusal of an operation is one of these.
+    rule_errors = ["InvalidInput", "UnknownCell", "DuplicateCell", "FutureGeneration", "CellClosed"]
+    rule_errors += ["ObservationInProgress", "AlreadyReleased", "GenerationConflict", "NotPending"]
+    rule_errors += ["NotReleasable", "SchemaError", "DatabaseBusy"]
+    for name in rule_errors:
         assert f"`{name}`" in protocol, name
 
 
