@@ -35,10 +35,13 @@ def modules() -> list[str]:
 
     Listed from the folder, not from ``codemode_store.__all__`` (which pdoc
     would follow): the facade is a few names, the architecture is every module.
-    The CLI (docs/cli.md) and the migrations (Alembic's) are not API.
+    The CLI (docs/cli.md), the migrations (Alembic's) and private modules
+    (``_name``, ``__main__``, which would run when imported) are not API.
     """
     return ["codemode_store"] + [
-        f"codemode_store.{info.name}" for info in pkgutil.iter_modules([str(PACKAGE)]) if info.name != "cli"
+        f"codemode_store.{info.name}"
+        for info in pkgutil.iter_modules([str(PACKAGE)])
+        if info.name not in ("cli", "migrations") and not info.name.startswith("_")
     ]
 
 
