@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "POSTGRES_BUSY_SQLSTATES",
     "discard_dead_connections",
+    "is_dead",
     "is_server_unavailable",
     "lock_schema",
     "postgres_connect_args",
@@ -127,13 +128,24 @@ def discard_dead_connections(pool: Pool) -> None:
 
 
 def _check_idle_connection(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    driver = record.driver_connection
-    if driver is None or driver.closed or driver.broken:
-        raise InvalidatePoolError("the pooled connection is closed")
-    poller = select.poll()
-    poller.register(driver.pgconn.socket, select.POLLIN | select.POLLPRI)
-    if poller.poll(0):
+    if is_dead(record.driver_connection):
         raise InvalidatePoolError("the server closed the pooled connection (restarted or stopped)")
+
+
+def is_dead(driver_connection: Any) -> bool:
+    """Tell, without a round trip, whether an idle psycopg connection was closed by its server.
+
+    For a connection between transactions only (nothing may be in flight):
+    closed or broken already, or its socket is readable (end of file, a reset,
+    or a termination notice; a server sends nothing unasked). One ``poll()``
+    system call. Whoever keeps PostgreSQL connections outside the pool checks
+    them with this before reuse, as the pool's checkout does.
+    """
+    if driver_connection is None or driver_connection.closed or driver_connection.broken:
+        return True
+    poller = select.poll()
+    poller.register(driver_connection.pgconn.socket, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def is_server_unavailable(original: object, connection_invalidated: bool) -> bool:
@@ -145,10 +157,10 @@ def is_server_unavailable(original: object, connection_invalidated: bool) -> boo
     SQLSTATEs (psycopg) with none, about the connection itself (refused, timed
     out, closed), which is what psycopg raises when no server answered.
     """
+    if not hasattr(original, "sqlstate"):
+        return False  # sqlite3 and other drivers without SQLSTATEs: no server to lose
     if connection_invalidated:
         return True
-    if not hasattr(original, "sqlstate"):
-        return False  # sqlite3 and other drivers without SQLSTATEs
     sqlstate = original.sqlstate
     if sqlstate is None:
         # By name: psycopg is an optional dependency. Its ConnectionTimeout is one.

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import make_url
 
 from codemode_store import ObservationStore, Outcome, TextItem
+from codemode_store.dialects import DEFAULT_CONNECT_TIMEOUT, postgres_connect_args
 from codemode_store.engine import build_engine
 from codemode_store.errors import DatabaseError, DatabaseUnavailable, StoreError
 from scripts.pg_cluster import KILL_MODES, Cluster, find_bindir
@@ -84,6 +85,22 @@ def test_open_on_a_closed_port_raises_unavailable_at_once() -> None:
     )
     assert isinstance(raised, DatabaseUnavailable), raised
     assert "refused" in str(raised)
+
+
+def test_a_connect_timeout_in_the_url_wins_and_sets_the_network_bounds() -> None:
+    ours = postgres_connect_args(make_url("postgresql+psycopg://u:p@h/db"), busy_timeout=5.0)
+    assert ours["connect_timeout"] == DEFAULT_CONNECT_TIMEOUT
+    assert ours["tcp_user_timeout"] == DEFAULT_CONNECT_TIMEOUT * 1000
+    assert ours["keepalives"] == 1
+    given = postgres_connect_args(
+        make_url("postgresql+psycopg://u:p@h/db?connect_timeout=2"), busy_timeout=5.0
+    )
+    assert "connect_timeout" not in given  # the URL's own reaches the driver
+    assert given["keepalives_idle"] == 2 and given["tcp_user_timeout"] == 2000
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"postgresql+psycopg://u:p@127.0.0.1:{silent.getsockname()[1]}/db?connect_timeout=2"
+        raised = _returns_within(LIVENESS, lambda: ObservationStore.open(url))
+    assert isinstance(raised, DatabaseUnavailable), raised
 
 
 @pytest.mark.slow
