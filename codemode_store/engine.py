@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from .dialects import discard_dead_connections, postgres_connect_args
+from .dialects import discard_dead_connections, is_dead, postgres_connect_args
 from .errors import DatabaseError, InvalidInput
 from .validation import is_encodable
 
@@ -181,20 +181,22 @@ class IdleConnections:
     Checking a connection out of SQLAlchemy's pool and back for every short
     transaction costs about as much as the transaction's own statements; the
     store takes one from here instead, one thread at a time. A PostgreSQL
-    connection is kept too: a checkout would ask the server nothing new (no
-    ping: a connection that the server lost fails its next statement, is
-    invalidated there and never comes back here), and a host talking to the
-    server across a network pays each round trip. A connection is dropped, not
-    kept, after an error other than a rule's rejection and when
-    the engine was disposed since it was taken (its pool was replaced).
+    connection is kept too, and checked before reuse as the pool's checkout
+    checks it (``dialects.is_dead``: one ``poll()``, no round trip); a connection
+    that dies while in use fails that call and is invalidated there. A
+    connection is dropped, not kept, after an error other than a rule's
+    rejection and when the engine was disposed since it was taken (its pool
+    was replaced).
     """
 
-    __slots__ = ("_engine", "_idle", "_keep")
+    __slots__ = ("_check", "_engine", "_idle", "_keep")
 
     def __init__(self, engine: Engine, keep: int = 2) -> None:
         """Keep up to ``keep`` idle connections of ``engine`` (an engine with options, too)."""
         self._engine = engine
         self._keep = keep
+        # Only a server connection can die behind the store's back.
+        self._check = engine.url.get_backend_name() == "postgresql"
         self._idle: list[tuple[Any, Connection]] = []
 
     def take(self) -> Connection:
@@ -206,7 +208,14 @@ class IdleConnections:
             except IndexError:  # another thread took the last one
                 break
             if owner is pool and not conn.invalidated:
-                return conn
+                if not (self._check and is_dead(conn.connection.driver_connection)):
+                    return conn
+                # The server closed it (a restart, a termination): the others
+                # most likely died with it, and the pool checks what it gets back.
+                conn.invalidate()
+                conn.close()
+                self.close()
+                break
             conn.close()
         return self._engine.connect()
 

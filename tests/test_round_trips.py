@@ -7,6 +7,7 @@ trip, once), so every statement is run more than five times before counting.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import make_url
 
 from benchmarks.tcp_proxy import TcpProxy
 from codemode_store import ObservationStore, Outcome, TextItem
+from codemode_store.aio import AsyncObservationStore
 from codemode_store.errors import NotPending
 
 pytestmark = pytest.mark.postgres
@@ -74,6 +76,23 @@ def test_each_operation_of_the_host_loop_is_one_round_trip(proxied_url: str, pro
         assert observation is not None and observation.state == "released"
         failed = s.get("c-f", 0)
         assert failed is not None and failed.error_text == "the runtime went away"
+
+
+def test_the_asyncio_store_takes_one_round_trip_per_operation_too(proxied_url: str, proxy: TcpProxy) -> None:
+    async def scenario() -> dict[str, int]:
+        async with AsyncObservationStore.open(proxied_url) as store:
+            s = store.session("s")
+            counts: dict[str, int] = {}
+            for n in range(WARM_UP_CELLS + 1):
+                counts = {}
+                for name, step in cell_steps(s, f"c{n}"):
+                    proxy.reset()
+                    await step()
+                    counts[name] = proxy.counters().round_trips
+            return counts
+
+    counts = asyncio.run(scenario())
+    assert counts == dict.fromkeys(counts, 1)
 
 
 def test_rare_paths_fall_back_to_the_locked_transaction(proxied_url: str, proxy: TcpProxy) -> None:
