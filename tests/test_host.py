@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -318,3 +320,29 @@ def test_the_reference_host_reports_a_store_error_in_one_line(tmp_path: Path) ->
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_during_an_observe_fails_the_generation_as_cancelled(tmp_path: Path) -> None:
+    db, audit = tmp_path / "host.db", tmp_path / "runs"
+    command = [sys.executable, "-m", "codemode_store.host", "--db", str(db), "--audit", str(audit)]
+    host = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    )
+    assert host.stdin is not None and host.stdout is not None
+    host.stdin.write(b'{"id": 1, "op": "create", "cell_id": "c", "source": "exec sleep 30"}\n')
+    host.stdin.write(b'{"id": 2, "op": "observe", "cell_id": "c", "generation": 0, "yield_time_ms": 60000}\n')
+    host.stdin.flush()
+    assert json.loads(host.stdout.readline()) == {"id": 1, "ok": {"cell_id": "c"}}
+    deadline = time.monotonic() + 30
+    while not (audit.exists() and audit.read_text()):  # generation 0 is running
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+    host.send_signal(signal.SIGINT)
+    _out, err = host.communicate(timeout=30)
+
+    assert host.returncode == 130, err
+    with ObservationStore.open(db) as store:
+        assert store.pending() == []
+        failed = store.session("default").get("c", 0)
+    assert failed is not None and (failed.state, failed.error_text) == ("failed", "cancelled")

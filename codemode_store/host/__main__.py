@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # observe has failed the interrupted generation ("cancelled"): nothing stays pending.
+        return 130
     return 0
 
 
