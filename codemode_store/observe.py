@@ -136,20 +136,29 @@ async def observe_async(
     request: Mapping[str, Any] | None = None,
 ) -> Observation:
     """Begin ``generation``; replay it, or await ``run`` and record (or fail) it (see the module)."""
-    replay = await store.run(calls.begin(session_id, cell_id, generation, request))
-    if replay is not None:
-        return replay
     limit = store.max_payload_bytes
 
     async def end(text: str) -> Observation:
         return await store.run(calls.fail_observation(session_id, cell_id, generation, text, limit))
+
+    # A cancellation must not land between begin's commit and the try below:
+    # begin runs shielded, and if it started the generation, that is failed.
+    starting = _keep(asyncio.ensure_future(store.run(calls.begin(session_id, cell_id, generation, request))))
+    try:
+        replay = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(StoreError):
+            await _shielded(_fail_once_begun(starting, end))
+        raise
+    if replay is not None:
+        return replay
 
     try:
         result = run()
         if inspect.isawaitable(result):
             result = await result
     except Exception as exc:
-        return await end(failure_text(exc))
+        return await _shielded(end(failure_text(exc)))
     except BaseException:
         await _end_shielded(end, CANCELLED_TEXT)
         raise
@@ -164,16 +173,38 @@ async def observe_async(
         raise
 
 
+#: Store calls that go on after the task awaiting them was cancelled: held here
+#: until done, since the loop keeps only weak references to tasks.
+_GOING_ON: set[asyncio.Future[Any]] = set()
+
+
+def _keep(future: asyncio.Future[T]) -> asyncio.Future[T]:
+    _GOING_ON.add(future)
+    future.add_done_callback(_collect)
+    return future
+
+
+def _collect(future: asyncio.Future[Any]) -> None:
+    _GOING_ON.discard(future)
+    # Its error, if any, counts as retrieved: a cancelled waiter never saw it.
+    if not future.cancelled():
+        future.exception()
+
+
+async def _shielded(work: Awaitable[T]) -> T:
+    """Await ``work``; a cancellation meanwhile stops the wait, not the work."""
+    return await asyncio.shield(_keep(asyncio.ensure_future(work)))
+
+
 async def _end_shielded(end: Callable[[str], Awaitable[Observation]], text: str) -> None:
-    """Fail the generation even if the task is cancelled again meanwhile."""
-    ending = asyncio.ensure_future(end(text))
-    # Cancelled again, this task stops waiting but the fail goes on; its error,
-    # if any, is collected here rather than reported as never retrieved.
-    ending.add_done_callback(_collect)
+    """Fail the generation on the way out of an error that is raised anyway, even if cancelled again."""
     with contextlib.suppress(StoreError):
-        await asyncio.shield(ending)
+        await _shielded(end(text))
 
 
-def _collect(ending: asyncio.Future[Observation]) -> None:
-    if not ending.cancelled():
-        ending.exception()
+async def _fail_once_begun(
+    starting: asyncio.Future[Observation | None], end: Callable[[str], Awaitable[Observation]]
+) -> None:
+    """Wait for an interrupted begin; if it started the generation, fail it as cancelled."""
+    if await starting is None:
+        await end(CANCELLED_TEXT)

@@ -179,9 +179,10 @@ class CoreLog:
 
 
 def answer_sha(answer: dict[str, Any]) -> str:
-    """Return the sha256 of an answer's ``ok`` or ``error`` part as the host wrote it."""
+    """Return the sha256 of an answer's ``ok`` or ``error`` part, byte for byte as the host wrote it."""
     body = answer.get("ok", answer.get("error"))
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+    # The host's own encoding; json keeps the key order it read: the very bytes of the line.
+    return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode("ascii")).hexdigest()
 
 
 def stored_sha(answer: dict[str, Any]) -> str:

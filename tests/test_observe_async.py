@@ -10,6 +10,7 @@ import pytest
 
 from codemode_store import Outcome, TextItem
 from codemode_store.aio import AsyncObservationStore, AsyncStoreSession
+from codemode_store.calls import Call
 from codemode_store.errors import GenerationConflict, InvalidInput
 from codemode_store.observe import CANCELLED_TEXT
 
@@ -120,12 +121,15 @@ def test_a_cancelled_run_fails_the_generation_as_cancelled_and_the_cancellation_
 
 def test_a_timeout_around_observe_fails_the_generation_as_cancelled(store_url: str) -> None:
     async def scenario(store: AsyncObservationStore, s: AsyncStoreSession) -> None:
-        async def run() -> Outcome:
-            await asyncio.sleep(60)
-            return Outcome.yielded([])
-
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.05):
+            async with asyncio.timeout(None) as deadline:
+
+                async def run() -> Outcome:
+                    # The deadline starts once the cell runs, so a slow begin cannot use it up.
+                    deadline.reschedule(asyncio.get_running_loop().time() + 0.05)
+                    await asyncio.sleep(60)
+                    return Outcome.yielded([])
+
                 await s.observe("c", 0, run)
         failed = await s.get("c", 0)
         assert failed is not None and failed.error_text == CANCELLED_TEXT
@@ -160,34 +164,97 @@ def test_cancelled_again_while_failing_it_still_leaves_nothing_pending(store_url
     on_store(store_url, scenario)
 
 
-def test_a_cancellation_while_recording_leaves_nothing_pending(store_url: str) -> None:
-    big = Outcome.yielded([TextItem("x" * 2_000_000)])
+def test_a_cancellation_at_any_step_leaves_nothing_pending(store_url: str) -> None:
+    outcome = Outcome.yielded([TextItem("x" * 200_000)])
 
     async def scenario(store: AsyncObservationStore, s: AsyncStoreSession) -> None:
-        task = asyncio.create_task(s.observe("c", 0, lambda: big))
-        # Let begin finish and the record start (its payload is prepared in a thread).
-        for _ in range(1000):
-            if await store.pending():
-                break
-            await asyncio.sleep(0.001)
-        task.cancel()
-        try:
-            observation = await task
-        except asyncio.CancelledError:
-            observation = None
+        ends: list[str] = []
+        for step in range(40):
+            cell = f"c{step}"
+            await s.create_cell(cell)
+            task = asyncio.create_task(s.observe(cell, 0, lambda: outcome))
+            await asyncio.sleep(step * 0.001)  # observe goes on a while: begin, run, record
+            task.cancel()
+            try:
+                observation = await task
+            except asyncio.CancelledError:
+                observation = None
+            # What goes on after the cancellation (a shielded begin, a fail) finishes on its own.
+            for _ in range(1000):
+                if not await store.pending():
+                    break
+                await asyncio.sleep(0.01)
+            assert await store.pending() == [], f"cancelled after {step} steps"
+            stored = await s.get(cell, 0)
+            if observation is not None:
+                assert observation == stored
+            if stored is not None:
+                assert stored.state == "retained" or stored.error_text == CANCELLED_TEXT, stored
+                ends.append(stored.state)
+            else:
+                ends.append("not begun")
+        # The cancellations did land both before the record and after it.
+        assert {"failed", "retained"} <= set(ends), ends
+
+    on_store(store_url, scenario)
+
+
+def test_cancelled_while_failing_an_exception_still_fails_the_generation(store_url: str) -> None:
+    async def scenario(store: AsyncObservationStore, s: AsyncStoreSession) -> None:
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def run() -> Outcome:
+            # The cancellation lands while observe is failing the generation.
+            asyncio.get_running_loop().call_soon(tasks[0].cancel)
+            raise ValueError("boom")
+
+        tasks.append(asyncio.create_task(s.observe("c", 0, run)))
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[0]
         for _ in range(500):
             if not await store.pending():
                 break
             await asyncio.sleep(0.01)
-        stored = await s.get("c", 0)
-        assert stored is not None
-        # Either the record won the race and is returned, or the generation failed as cancelled.
-        if observation is not None:
-            assert observation == stored and stored.state == "retained"
-        else:
-            assert stored.state in ("retained", "failed")
-            if stored.state == "failed":
-                assert stored.error_text == CANCELLED_TEXT
-        assert await store.pending() == []
+        failed = await s.get("c", 0)
+        assert failed is not None and (failed.state, failed.error_text) == ("failed", "ValueError: boom")
 
     on_store(store_url, scenario)
+
+
+class SlowToAnswer(AsyncObservationStore):
+    """A real async store that, after a write commits, takes a while to hand back the result."""
+
+    committed: asyncio.Event | None = None
+
+    async def run(self, call: Call[T]) -> T:
+        result = await super().run(call)
+        if call.writes and self.committed is not None:
+            self.committed.set()
+            await asyncio.sleep(0.5)
+        return result
+
+
+def test_a_cancellation_between_begins_commit_and_its_return_fails_the_generation(store_url: str) -> None:
+    async def never_run() -> Outcome:
+        raise AssertionError("the cancelled observe must not run the cell")
+
+    async def main() -> None:
+        async with SlowToAnswer.open(store_url) as store:
+            assert isinstance(store, SlowToAnswer)
+            s = store.session("s")
+            await s.create_cell("c")
+            store.committed = asyncio.Event()
+            task = asyncio.create_task(s.observe("c", 0, never_run))
+            await store.committed.wait()  # begin has committed generation 0 as pending
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            store.committed = None
+            for _ in range(500):
+                if not await store.pending():
+                    break
+                await asyncio.sleep(0.01)
+            failed = await s.get("c", 0)
+            assert failed is not None and (failed.state, failed.error_text) == ("failed", CANCELLED_TEXT)
+
+    asyncio.run(main())
