@@ -8,6 +8,12 @@ generation that replays as its text; an interruption (``KeyboardInterrupt``,
 ``SystemExit``, ``asyncio.CancelledError``) fails it as ``"cancelled"`` and goes
 on; a ``run`` that returns neither an ``Outcome`` nor a wire object fails it with
 the ``InvalidInput`` that is then raised.
+
+The asyncio version also covers a cancellation that lands while ``begin``
+itself runs: ``begin`` goes on shielded, and a generation it started is failed
+as ``"cancelled"``. The sync version cannot tell whether a ``KeyboardInterrupt``
+raised inside ``begin`` came before or after its commit; such a generation
+stays pending until ``fail_pending`` (the process is usually exiting anyway).
 """
 
 from __future__ import annotations
