@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 from . import operations as ops
 from .driver import Driver
 from .errors import InvalidInput, StoreError
-from .observation import CellSummary, Observation
+from .observation import CellSummary, Observation, from_micros
 from .validation import (
     MAX_GENERATION,
     MAX_IDENTIFIER_LENGTH,
@@ -44,11 +44,13 @@ __all__ = [
     "create_cell",
     "end_session",
     "fail",
+    "fail_observation",
     "fail_pending",
     "get",
     "history",
     "pending",
     "record",
+    "record_observation",
     "release",
     "run_call",
 ]
@@ -260,6 +262,86 @@ def fail_pending(error_text: str, max_payload_bytes: int) -> Op[int]:
 def end_session(session_id: str) -> Op[int]:
     """Prepare ``end_session``."""
     return Op(ops.end_session, None, True, 1, (check_identifier(session_id, "session_id"),))
+
+
+# -- record and fail for ``observe``: they return what they stored ------------------------
+
+
+def _stored(
+    session: str,
+    cell: str,
+    generation: int,
+    now: int,
+    payload: ops.PreparedPayload,
+    outcome: Outcome | None,
+    error_text: str | None,
+) -> Observation:
+    return Observation(
+        session_id=session,
+        cell_id=cell,
+        generation=generation,
+        state="retained" if outcome is not None else "failed",
+        kind=None if outcome is None else outcome.kind,
+        outcome=outcome,
+        error_text=error_text,
+        payload_bytes=payload.size,
+        payload_sha256=payload.sha256.hex(),
+        recorded_at=from_micros(now),
+        released_at=None,
+    )
+
+
+def _record_stored(
+    db: Driver, now: int, session: str, cell: str, g: int, payload: ops.PreparedPayload, value: Outcome
+) -> Observation:
+    ops.record(db, now, session, cell, g, value.kind, payload)
+    return _stored(session, cell, g, now, payload, value, None)
+
+
+def _record_stored_at_once(
+    db: Driver, now: int, session: str, cell: str, g: int, payload: ops.PreparedPayload, value: Outcome
+) -> Observation | ops.Miss:
+    if isinstance(ops.record_at_once(db, now, session, cell, g, value.kind, payload), ops.Miss):
+        return ops.MISS
+    return _stored(session, cell, g, now, payload, value, None)
+
+
+def record_observation(
+    session_id: str, cell_id: str, generation: int, outcome: object, max_payload_bytes: int
+) -> Op[Observation]:
+    """Prepare ``record`` returning the observation it stored, built from what it wrote (no read).
+
+    For a generation the caller began: an idempotent retry of a record made
+    elsewhere would carry this call's time, not the stored one.
+    """
+    session, cell, g = _generation_key(session_id, cell_id, generation)
+    value = outcome if type(outcome) is Outcome else _as_outcome(outcome, session, cell, g)
+    payload = _payload(encode_payload(value), max_payload_bytes, session, cell, g)
+    return Op(_record_stored, _record_stored_at_once, True, 3, (session, cell, g, payload, value))
+
+
+def _fail_stored(
+    db: Driver, now: int, session: str, cell: str, g: int, payload: ops.PreparedPayload, error_text: str
+) -> Observation:
+    ops.fail(db, now, session, cell, g, payload)
+    return _stored(session, cell, g, now, payload, None, error_text)
+
+
+def _fail_stored_at_once(
+    db: Driver, now: int, session: str, cell: str, g: int, payload: ops.PreparedPayload, error_text: str
+) -> Observation | ops.Miss:
+    if isinstance(ops.fail_at_once(db, now, session, cell, g, payload), ops.Miss):
+        return ops.MISS
+    return _stored(session, cell, g, now, payload, None, error_text)
+
+
+def fail_observation(
+    session_id: str, cell_id: str, generation: int, error_text: str, max_payload_bytes: int
+) -> Op[Observation]:
+    """Prepare ``fail`` returning the failed observation it stored (no read)."""
+    session, cell, g = _generation_key(session_id, cell_id, generation)
+    payload = _failure_payload(error_text, max_payload_bytes, session, cell, g)
+    return Op(_fail_stored, _fail_stored_at_once, True, 3, (session, cell, g, payload, error_text))
 
 
 # -- running a prepared call -------------------------------------------------------------
