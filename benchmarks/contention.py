@@ -27,9 +27,9 @@ def _worker(kind: str, path: str, worker: int, cells: int, barrier: Barrier, res
     session = f"worker-{worker}"
     errors: list[str] = []
     if kind == "store":
-        host: Any = ObservationStore.open(path)
+        host: Any = ObservationStore.open(path)  # the default durability, full
     else:
-        host = RawHost(path)
+        host = RawHost(path, synchronous="FULL")  # the same durability
     barrier.wait()
     start = time.monotonic()
     for index in range(cells):

@@ -330,7 +330,7 @@ def bench_contention(args: argparse.Namespace, details: dict[str, Any], folder: 
             f"contention, {args.processes} processes",
             "cells/s (errors)",
             f"{store['cells_per_s']} ({store['errors']})",
-            "raw sqlite3, same processes",
+            "raw sqlite3, same processes, synchronous=FULL",
             f"{raw['cells_per_s']} ({raw['errors']})",
             ratio(raw["cells_per_s"], store["cells_per_s"]),
             "0 errors; ratio = store time / raw",
