@@ -58,7 +58,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Node:
     """One file: its volatile name and content, and where its durable content lives."""
 
-    __slots__ = ("ctime", "dirty", "dname", "durable_size", "fd", "floor", "mode", "mtime", "name", "opens", "size")
+    __slots__ = (
+        "ctime",
+        "dirty",
+        "dname",
+        "durable_size",
+        "fd",
+        "floor",
+        "mode",
+        "mtime",
+        "name",
+        "opens",
+        "size",
+    )
 
     def __init__(self, name: str | None, mode: int) -> None:
         """Make a file named ``name`` that has nothing durable yet."""
@@ -138,7 +150,7 @@ class LossyFS:
     def _power_off(self, caller: int | None) -> None:
         self.dead = True
         if self.cut_mode == "torn":
-            for node in {id(n): n for n in [*self.names.values(), *self.durable.values(), *self.handles.values()]}.values():
+            for node in self._nodes():
                 self._tear(node)
         for pid in self._doomed(caller):
             with contextlib.suppress(ProcessLookupError):
@@ -296,6 +308,11 @@ class LossyFS:
         if node.name is None and node.dname is None and node.opens == 0 and node.fd is not None:
             os.close(node.fd)
             node.fd = None
+
+    def _nodes(self) -> list[Node]:
+        """Return every file the filesystem knows: named, durably named or open."""
+        every = [*self.names.values(), *self.durable.values(), *self.handles.values()]
+        return list({id(n): n for n in every}.values())
 
     # -- lookups --------------------------------------------------------------------------------------------
 
@@ -497,7 +514,7 @@ class LossyFS:
     def destroy(self, _path: str) -> None:
         """Close the backing files at unmount."""
         with self.mutex:
-            for node in {id(n): n for n in [*self.names.values(), *self.durable.values(), *self.handles.values()]}.values():
+            for node in self._nodes():
                 if node.fd is not None:
                     os.close(node.fd)
                     node.fd = None
@@ -662,7 +679,8 @@ class LossyMount:
                     break
                 time.sleep(0.1)
             else:
-                subprocess.run([_fusermount(), "-u", "-z", str(self.mountpoint)], capture_output=True, check=False)
+                lazy = [_fusermount(), "-u", "-z", str(self.mountpoint)]
+                subprocess.run(lazy, capture_output=True, check=False)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
