@@ -551,8 +551,8 @@ def _descends_from(pid: int, ancestors: set[int]) -> bool:
     return False
 
 
-def _control(operations: LossyFS) -> None:
-    """Read commands from stdin until it closes."""
+def _control(operations: LossyFS, events: Callable[[str], None]) -> None:
+    """Read commands from stdin until it closes; answer ``ok`` once each took effect."""
     for line in sys.stdin:
         words = line.split()
         if not words:
@@ -564,6 +564,7 @@ def _control(operations: LossyFS) -> None:
         elif words[0] == "victim":
             with operations.mutex:
                 operations.victims.add(int(words[1]))
+        events("ok")
 
 
 def serve(backing: Path, mountpoint: Path) -> None:
@@ -582,7 +583,7 @@ def serve(backing: Path, mountpoint: Path) -> None:
             return int(self.operations.truncate(None if path is None else path.decode(), length, fh))
 
     operations = LossyFS(backing, events=event)
-    threading.Thread(target=_control, args=(operations,), daemon=True).start()
+    threading.Thread(target=_control, args=(operations, event), daemon=True).start()
     Fuse(
         operations,
         str(mountpoint),
@@ -616,9 +617,12 @@ class LossyMount:
             raise RuntimeError(f"lossyfs did not mount: {self.stderr_tail()}")
 
     def _send(self, line: str) -> None:
+        """Send a command and wait until the filesystem took it."""
         assert self.process.stdin is not None
         self.process.stdin.write(line.encode() + b"\n")
         self.process.stdin.flush()
+        if self._expect("ok", 30) is None:
+            raise RuntimeError(f"lossyfs did not take {line!r}: {self.stderr_tail()}")
 
     def _expect(self, word: str, timeout: float) -> str | None:
         """Wait for the next event that starts with ``word``; return it (None on timeout or exit)."""
