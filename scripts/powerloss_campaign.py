@@ -79,6 +79,8 @@ REQUEST_SHARE = 0.1
 STARTUP_SHARE = 0.15
 #: Counted cuts come at a write-type operation drawn up to this many.
 LAST_OPERATION = 3_000
+#: Every so many cuts the campaign starts on a new store, whose creation the next cut hits.
+FRESH_EVERY = 50
 #: Sessions kept in the store; older ones are ended (and must stay gone).
 KEEP_SESSIONS = 12
 #: Every so many cuts, every session of the store is checked again.
@@ -96,6 +98,7 @@ class PowerLossReport:
     cuts_by_mode: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CUT_MODES, 0))
     cuts_on_request: int = 0
     cuts_during_startup: int = 0
+    cuts_during_creation: int = 0
     acknowledged: int = 0
     lost: int = 0
     cuts_with_loss: int = 0
@@ -171,7 +174,7 @@ class Cut:
     session_id: str
     seed: int
     mode: str
-    trigger: str  # "request", "startup" or "operation"
+    trigger: str  # "request", "creation", "startup" or "operation"
     log: Path
     violations: list[str] = field(default_factory=list)
 
@@ -186,12 +189,18 @@ def cut_writer(
     mode: str,
     durability: Durability,
     sync_off: bool,
+    fresh: bool,
 ) -> Cut:
-    """Start a writer on session ``run-<run>`` and cut the power under it."""
+    """Start a writer on session ``run-<run>`` and cut the power under it.
+
+    On a ``fresh`` store (no file yet) the cut comes while the writer creates it.
+    """
     session_id = f"run-{run}"
     log = logs / f"{session_id}.log"
     roll = rng.random()
-    if roll < REQUEST_SHARE:
+    if fresh:
+        trigger = "creation"
+    elif roll < REQUEST_SHARE:
         trigger = "request"
     elif roll < REQUEST_SHARE + STARTUP_SHARE:
         trigger = "startup"
@@ -206,7 +215,9 @@ def cut_writer(
     os.close(read_end)
     try:
         mount.victim(pid)
-        if trigger == "startup":
+        if trigger == "creation":
+            mount.arm(rng.randint(1, 300), mode, rng.randrange(2**32))
+        elif trigger == "startup":
             mount.arm(rng.randint(1, 80), mode, rng.randrange(2**32))
         elif trigger == "operation":
             mount.arm(rng.randint(80, LAST_OPERATION), mode, rng.randrange(2**32))
@@ -381,29 +392,33 @@ def run_campaign(
                     # A broken store cannot go on: keep it aside, start a new one.
                     mount.unmount()
                     shutil.move(backing, work / f"corrupt-{report.stores}")
-                    backing.mkdir()
-                    report.stores += 1
-                    models, ended = {}, []
-                    mount = LossyMount(backing, mountpoint)
+                    mount, models, ended = _new_store(report, backing, mountpoint)
                 elif checked is not None:
-                    if run % SWEEP_EVERY == 0:
+                    if run % SWEEP_EVERY == 0 or (run % FRESH_EVERY == 0 and run < cuts):
                         rows, problems = sweep(db, models, ended)
                         report.rows_checked += rows
                         report.violations += problems
                     retire(db, models, ended, KEEP_SESSIONS)
+                    if run % FRESH_EVERY == 0 and run < cuts:
+                        # A new store now and then: creating the file is cut under too.
+                        mount.unmount()
+                        shutil.rmtree(backing)
+                        mount, models, ended = _new_store(report, backing, mountpoint)
                 if run == cuts:
                     _finish(report, db, models, ended, seed, final_steps, durability)
                     break
                 cut_mode = mode if mode != "mixed" else CUT_MODES[run % 2]
+                fresh = not db.exists()
                 previous = cut_writer(
-                    mount, db, logs, run, seed * 100_003 + run, rng, cut_mode, durability, sync_off
+                    mount, db, logs, run, seed * 100_003 + run, rng, cut_mode, durability, sync_off, fresh
                 )
             finally:
                 mount.unmount()
             report.cuts += 1
             report.cuts_by_mode[cut_mode] += 1
             report.cuts_on_request += previous.trigger == "request"
-            report.cuts_during_startup += previous.trigger == "startup"
+            report.cuts_during_startup += previous.trigger in ("startup", "creation")
+            report.cuts_during_creation += previous.trigger == "creation"
             if echo is not None and (run + 1) % 10 == 0:
                 echo(
                     f"{run + 1} cuts, {report.acknowledged} acknowledged steps, {report.lost} lost, "
@@ -411,6 +426,15 @@ def run_campaign(
                 )
     report.seconds = time.monotonic() - started
     return report
+
+
+def _new_store(
+    report: PowerLossReport, backing: Path, mountpoint: Path
+) -> tuple[LossyMount, dict[str, Model], list[str]]:
+    """Start over on an empty backing folder: return its mount, and no sessions kept or ended."""
+    backing.mkdir()
+    report.stores += 1
+    return LossyMount(backing, mountpoint), {}, []
 
 
 def _finish(
@@ -455,7 +479,8 @@ def summary(report: PowerLossReport) -> list[str]:
         f"durability:            {report.durability}, synchronous {sync}",
         f"cuts:                  {report.cuts} "
         f"(drop {report.cuts_by_mode['drop']}, torn {report.cuts_by_mode['torn']}; "
-        f"{report.cuts_on_request} on request, {report.cuts_during_startup} during start-up)",
+        f"{report.cuts_on_request} on request, {report.cuts_during_startup} during start-up, "
+        f"{report.cuts_during_creation} of them while creating a store)",
         f"acknowledged steps:    {report.acknowledged}",
         f"lost steps:            {report.lost} in {report.cuts_with_loss} cuts "
         f"(largest loss {report.largest_loss})",
