@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import queue
 import random
 import select
 import shutil
@@ -39,9 +40,10 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -551,12 +553,16 @@ def _descends_from(pid: int, ancestors: set[int]) -> bool:
     return False
 
 
-def _control(operations: LossyFS, events: Callable[[str], None]) -> None:
+def _control(current: list[LossyFS], mounts: queue.Queue[bool], events: Callable[[str], None]) -> None:
     """Read commands from stdin until it closes; answer ``ok`` once each took effect."""
     for line in sys.stdin:
         words = line.split()
         if not words:
             continue
+        if words[0] == "mount":
+            mounts.put(True)  # answered by "ready" once mounted
+            continue
+        operations = current[-1]
         if words[0] == "arm":
             operations.arm(int(words[1]), words[2], int(words[3]))
         elif words[0] == "cut":
@@ -565,10 +571,15 @@ def _control(operations: LossyFS, events: Callable[[str], None]) -> None:
             with operations.mutex:
                 operations.victims.add(int(words[1]))
         events("ok")
+    mounts.put(False)
 
 
 def serve(backing: Path, mountpoint: Path) -> None:
-    """Mount the filesystem and serve it until it is unmounted."""
+    """Mount the filesystem; after each unmount, mount it again, fresh, on a ``mount`` command.
+
+    One process serves mount after mount (each from the backing folder alone, as
+    after a restart): starting Python for every mount would cost more than the mount.
+    """
     import mfusepy
 
     def event(text: str) -> None:
@@ -582,45 +593,72 @@ def serve(backing: Path, mountpoint: Path) -> None:
             fh = fip.contents.fh if fip else None
             return int(self.operations.truncate(None if path is None else path.decode(), length, fh))
 
-    operations = LossyFS(backing, events=event)
-    threading.Thread(target=_control, args=(operations, event), daemon=True).start()
-    Fuse(
-        operations,
-        str(mountpoint),
-        foreground=True,
-        nothreads=True,
-        hard_remove=True,
-        fsname="lossyfs",
-        auto_unmount=True,
-    )
+    current: list[LossyFS] = []
+    mounts: queue.Queue[bool] = queue.Queue()
+    mounts.put(True)
+    threading.Thread(target=_control, args=(current, mounts, event), daemon=True).start()
+    while mounts.get():
+        current.append(LossyFS(backing, events=event))
+        del current[:-1]
+        Fuse(
+            current[-1],
+            str(mountpoint),
+            foreground=True,
+            nothreads=True,
+            hard_remove=True,
+            fsname="lossyfs",
+            auto_unmount=True,
+        )
+        event("unmounted")
 
 
 # -- driving it from Python --------------------------------------------------------------------------------
 
 
 class LossyMount:
-    """A lossy filesystem mounted by a process of its own; the handle of the test that drives it."""
+    """A lossy filesystem served by a process of its own; the handle of the test that drives it.
+
+    ``unmount`` then ``remount`` is the restart after a power cut; ``close`` ends it all.
+    """
 
     def __init__(self, backing: Path, mountpoint: Path, *, timeout: float = 30.0) -> None:
         """Mount ``backing`` on ``mountpoint`` (both folders must exist) and wait until it is up."""
         self.backing, self.mountpoint = backing, mountpoint
         self.cuts: list[int] = []
+        self.mounted = False
         self._lines = b""
+        # A file, not a pipe: a process that logs a lot must never block on a full pipe.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         self.process = subprocess.Popen(
             [sys.executable, str(SCRIPT), str(backing), str(mountpoint)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
         )
-        if self._expect("ready", timeout) is None:
-            self.unmount()
-            raise RuntimeError(f"lossyfs did not mount: {self.stderr_tail()}")
+        self._wait_mounted(timeout)
 
-    def _send(self, line: str) -> None:
-        """Send a command and wait until the filesystem took it."""
+    def _wait_mounted(self, timeout: float) -> None:
+        if self._expect("ready", timeout) is None:
+            tail = self.stderr_tail()
+            self.close()
+            raise RuntimeError(f"lossyfs did not mount: {tail}")
+        self.mounted = True
+        self.cuts.clear()
+
+    def remount(self, timeout: float = 30.0) -> None:
+        """Mount again, fresh from the backing folder alone (what a restart finds)."""
+        assert not self.mounted
+        self._write("mount")
+        self._wait_mounted(timeout)
+
+    def _write(self, line: str) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(line.encode() + b"\n")
         self.process.stdin.flush()
+
+    def _send(self, line: str) -> None:
+        """Send a command and wait until the filesystem took it."""
+        self._write(line)
         if self._expect("ok", 30) is None:
             raise RuntimeError(f"lossyfs did not take {line!r}: {self.stderr_tail()}")
 
@@ -667,38 +705,54 @@ class LossyMount:
         return None if line is None else int(line.split()[1])
 
     def stderr_tail(self) -> str:
-        """Return the last lines the filesystem process wrote on stderr (after it ended)."""
-        if self.process.poll() is None or self.process.stderr is None:
+        """Return the last lines the filesystem process wrote on stderr."""
+        if self._stderr.closed:
             return ""
-        return " | ".join(self.process.stderr.read().decode(errors="replace").strip().splitlines()[-3:])
+        self._stderr.seek(0)
+        return " | ".join(self._stderr.read().decode(errors="replace").strip().splitlines()[-3:])
 
     def unmount(self) -> None:
-        """Unmount and wait for the filesystem process to end."""
-        if self.process.poll() is None:
-            for _attempt in range(50):
-                done = subprocess.run(
-                    [_fusermount(), "-u", str(self.mountpoint)], capture_output=True, check=False
-                )
-                if done.returncode == 0 or self.process.poll() is not None:
-                    break
-                time.sleep(0.1)
-            else:
-                lazy = [_fusermount(), "-u", "-z", str(self.mountpoint)]
-                subprocess.run(lazy, capture_output=True, check=False)
+        """Unmount (the process stays, for ``remount``)."""
+        if not self.mounted:
+            return
+        self.mounted = False
+        if self.process.poll() is not None:
+            return
+        for _attempt in range(50):
+            done = subprocess.run(
+                [_fusermount(), "-u", str(self.mountpoint)], capture_output=True, check=False
+            )
+            if done.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            lazy = [_fusermount(), "-u", "-z", str(self.mountpoint)]
+            subprocess.run(lazy, capture_output=True, check=False)
+        if self._expect("unmounted", 30) is None:
+            raise RuntimeError(f"lossyfs did not unmount: {self.stderr_tail()}")
+
+    def close(self) -> None:
+        """Unmount and end the filesystem process."""
         try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                self.process.stdin.close()
+            self.unmount()
+        finally:
+            if self.process.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self._stderr.close()
 
     def __enter__(self) -> LossyMount:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.unmount()
+        self.close()
 
 
 def _fusermount() -> str:
@@ -724,16 +778,6 @@ def fuse_unavailable(scratch: Path) -> str | None:
     except (RuntimeError, OSError) as exc:
         return f"a FUSE filesystem cannot be mounted: {exc}"
     return None
-
-
-@contextlib.contextmanager
-def mounted(backing: Path, mountpoint: Path) -> Iterator[LossyMount]:
-    """Mount for the length of a ``with`` block."""
-    mount = LossyMount(backing, mountpoint)
-    try:
-        yield mount
-    finally:
-        mount.unmount()
 
 
 if __name__ == "__main__":

@@ -384,57 +384,71 @@ def run_campaign(
         models: dict[str, Model] = {}
         ended: list[str] = []
         previous: Cut | None = None
-        for run in range(cuts + 1):
-            mount = LossyMount(backing, mountpoint)
-            try:
-                checked = None if previous is None else check_cut(db, previous, durability)
-                if checked is not None and previous is not None and _fold(report, checked, previous, models):
-                    # A broken store cannot go on: keep it aside, start a new one.
+        mount = LossyMount(backing, mountpoint)
+        try:
+            for run in range(cuts + 1):
+                if run:
+                    mount.remount()  # the restart: fresh from the backing folder alone
+                try:
+                    checked = None if previous is None else check_cut(db, previous, durability)
+                    if (
+                        checked is not None
+                        and previous is not None
+                        and _fold(report, checked, previous, models)
+                    ):
+                        # A broken store cannot go on: keep it aside, start a new one.
+                        models, ended = _new_store(report, mount, work / f"corrupt-{report.stores}")
+                    elif checked is not None:
+                        if run % SWEEP_EVERY == 0 or (run % FRESH_EVERY == 0 and run < cuts):
+                            rows, problems = sweep(db, models, ended)
+                            report.rows_checked += rows
+                            report.violations += problems
+                        retire(db, models, ended, KEEP_SESSIONS)
+                        if run % FRESH_EVERY == 0 and run < cuts:
+                            # A new store now and then: creating the file is cut under too.
+                            models, ended = _new_store(report, mount, None)
+                    if run == cuts:
+                        _finish(report, db, models, ended, seed, final_steps, durability)
+                        break
+                    cut_mode = mode if mode != "mixed" else CUT_MODES[run % 2]
+                    fresh = not db.exists()
+                    previous = cut_writer(
+                        mount, db, logs, run, seed * 100_003 + run, rng, cut_mode, durability, sync_off, fresh
+                    )
+                finally:
                     mount.unmount()
-                    shutil.move(backing, work / f"corrupt-{report.stores}")
-                    mount, models, ended = _new_store(report, backing, mountpoint)
-                elif checked is not None:
-                    if run % SWEEP_EVERY == 0 or (run % FRESH_EVERY == 0 and run < cuts):
-                        rows, problems = sweep(db, models, ended)
-                        report.rows_checked += rows
-                        report.violations += problems
-                    retire(db, models, ended, KEEP_SESSIONS)
-                    if run % FRESH_EVERY == 0 and run < cuts:
-                        # A new store now and then: creating the file is cut under too.
-                        mount.unmount()
-                        shutil.rmtree(backing)
-                        mount, models, ended = _new_store(report, backing, mountpoint)
-                if run == cuts:
-                    _finish(report, db, models, ended, seed, final_steps, durability)
-                    break
-                cut_mode = mode if mode != "mixed" else CUT_MODES[run % 2]
-                fresh = not db.exists()
-                previous = cut_writer(
-                    mount, db, logs, run, seed * 100_003 + run, rng, cut_mode, durability, sync_off, fresh
-                )
-            finally:
-                mount.unmount()
-            report.cuts += 1
-            report.cuts_by_mode[cut_mode] += 1
-            report.cuts_on_request += previous.trigger == "request"
-            report.cuts_during_startup += previous.trigger in ("startup", "creation")
-            report.cuts_during_creation += previous.trigger == "creation"
-            if echo is not None and (run + 1) % 10 == 0:
-                echo(
-                    f"{run + 1} cuts, {report.acknowledged} acknowledged steps, {report.lost} lost, "
-                    f"{report.corrupt} corrupt, {len(report.violations)} violations"
-                )
+                report.cuts += 1
+                report.cuts_by_mode[cut_mode] += 1
+                report.cuts_on_request += previous.trigger == "request"
+                report.cuts_during_startup += previous.trigger in ("startup", "creation")
+                report.cuts_during_creation += previous.trigger == "creation"
+                if echo is not None and (run + 1) % 10 == 0:
+                    echo(
+                        f"{run + 1} cuts, {report.acknowledged} acknowledged steps, {report.lost} lost, "
+                        f"{report.corrupt} corrupt, {len(report.violations)} violations"
+                    )
+        finally:
+            mount.close()
     report.seconds = time.monotonic() - started
     return report
 
 
 def _new_store(
-    report: PowerLossReport, backing: Path, mountpoint: Path
-) -> tuple[LossyMount, dict[str, Model], list[str]]:
-    """Start over on an empty backing folder: return its mount, and no sessions kept or ended."""
-    backing.mkdir()
+    report: PowerLossReport, mount: LossyMount, aside: Path | None
+) -> tuple[dict[str, Model], list[str]]:
+    """Start over on an empty backing folder, the old one kept ``aside`` or deleted.
+
+    Return the new store's sessions kept and ended: none.
+    """
+    mount.unmount()
+    if aside is None:
+        shutil.rmtree(mount.backing)
+    else:
+        shutil.move(mount.backing, aside)
+    mount.backing.mkdir()
+    mount.remount()
     report.stores += 1
-    return LossyMount(backing, mountpoint), {}, []
+    return {}, []
 
 
 def _finish(
