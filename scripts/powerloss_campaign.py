@@ -103,6 +103,7 @@ class PowerLossReport:
     lost: int = 0
     cuts_with_loss: int = 0
     largest_loss: int = 0
+    cuts_losing_all: int = 0  # cuts that lost every step their writer acknowledged
     corrupt: int = 0
     stores: int = 1
     rows_checked: int = 0
@@ -190,6 +191,7 @@ def cut_writer(
     durability: Durability,
     sync_off: bool,
     fresh: bool,
+    last_operation: int = LAST_OPERATION,
 ) -> Cut:
     """Start a writer on session ``run-<run>`` and cut the power under it.
 
@@ -220,7 +222,7 @@ def cut_writer(
         elif trigger == "startup":
             mount.arm(rng.randint(1, 80), mode, rng.randrange(2**32))
         elif trigger == "operation":
-            mount.arm(rng.randint(80, LAST_OPERATION), mode, rng.randrange(2**32))
+            mount.arm(rng.randint(80, last_operation), mode, rng.randrange(2**32))
         os.write(write_end, b"g")
     finally:
         os.close(write_end)
@@ -367,6 +369,7 @@ def run_campaign(
     folder: Path | None = None,
     sync_off: bool = False,
     final_steps: int = 30,
+    last_operation: int = LAST_OPERATION,
     echo: Callable[[str], None] | None = None,
 ) -> PowerLossReport:
     """Cut the power ``cuts`` times under host-loop writers on one store (a new one after corruption)."""
@@ -413,7 +416,17 @@ def run_campaign(
                     cut_mode = mode if mode != "mixed" else CUT_MODES[run % 2]
                     fresh = not db.exists()
                     previous = cut_writer(
-                        mount, db, logs, run, seed * 100_003 + run, rng, cut_mode, durability, sync_off, fresh
+                        mount,
+                        db,
+                        logs,
+                        run,
+                        seed * 100_003 + run,
+                        rng,
+                        cut_mode,
+                        durability,
+                        sync_off,
+                        fresh,
+                        last_operation,
                     )
                 finally:
                     mount.unmount()
@@ -482,6 +495,7 @@ def _fold(report: PowerLossReport, check: CutCheck, cut: Cut, models: dict[str, 
         report.lost += lost
         report.cuts_with_loss += 1
         report.largest_loss = max(report.largest_loss, lost)
+        report.cuts_losing_all += lost == check.acknowledged
     models[cut.session_id] = check.model
     return False
 
@@ -497,7 +511,7 @@ def summary(report: PowerLossReport) -> list[str]:
         f"{report.cuts_during_creation} of them while creating a store)",
         f"acknowledged steps:    {report.acknowledged}",
         f"lost steps:            {report.lost} in {report.cuts_with_loss} cuts "
-        f"(largest loss {report.largest_loss})",
+        f"(largest loss {report.largest_loss}; {report.cuts_losing_all} cuts lost all their writer's steps)",
         f"corrupt stores:        {report.corrupt} (stores used: {report.stores})",
         f"rows checked:          {report.rows_checked} (whole store every {SWEEP_EVERY} cuts and at the end)",
         f"last host loop:        {report.final_steps} steps",
@@ -514,6 +528,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--durability", choices=("full", "normal"), default="full")
     parser.add_argument("--mode", choices=(*CUT_MODES, "mixed"), default="mixed", help="mixed: half each")
     parser.add_argument("--seed", type=int, default=int(time.time()), help="seed of the plans and cuts")
+    parser.add_argument(
+        "--last-operation",
+        type=int,
+        default=LAST_OPERATION,
+        help="counted cuts come at a write-type operation of the writer up to this one",
+    )
     parser.add_argument("--keep", type=Path, help="keep the backing folder and logs in this folder")
     parser.add_argument(
         "--synchronous-off",
@@ -533,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         folder=args.keep,
         sync_off=args.synchronous_off,
+        last_operation=args.last_operation,
         echo=lambda line: print(line, flush=True),
     )
     for violation in report.violations[:20]:
