@@ -104,7 +104,8 @@ def _text(rng: random.Random, largest: int) -> str:
     elif roll < 0.9:
         size = rng.randint(10_000, 100_000)
     else:
-        size = rng.randint(100_000, largest)
+        size = rng.randint(100_000, max(100_000, largest))
+    size = min(size, largest)
     prefix = rng.choice(["", "línea ✓ \U0001f600\n", "tab\tand NUL\x00 "])
     return prefix + rng.randbytes(size // 2 + 1).hex()[:size]
 
@@ -123,7 +124,8 @@ def _items(rng: random.Random, largest: int) -> list[ContentItem]:
 def plan(seed: int, largest: int = LARGEST_TEXT) -> Iterator[Op]:
     """Yield the host loop's steps for ``seed``, without end; the same seed gives the same steps.
 
-    ``largest`` bounds the text of a payload (the largest tenth lies between 100 KB and it).
+    ``largest`` bounds the text of a payload (the largest tenth lies between 100 KB and it;
+    below 100 KB it caps every text).
     """
     rng = random.Random(seed)
 

@@ -140,9 +140,7 @@ def synchronous_off(store: ObservationStore) -> None:
         raise AssertionError(f"synchronous is {setting}, not OFF")
 
 
-def _writer(
-    db: Path, log: Path, seed: int, session_id: str, durability: Durability, sync_off: bool, go: int
-) -> NoReturn:
+def _writer(db: Path, log: Path, cut: Cut, durability: Durability, sync_off: bool, go: int) -> NoReturn:
     """Wait for the go, then run the host loop on the mount, logging each acknowledged step synced."""
     status = 1
     try:
@@ -157,7 +155,7 @@ def _writer(
         if sync_off:
             synchronous_off(store)
         report(b"open\n")
-        host_loop(store, session_id, plan(seed, LARGEST_TEXT), report)
+        host_loop(store, cut.session_id, plan(cut.seed, cut.largest), report)
         status = 0
     except BaseException:
         traceback.print_exc()
@@ -177,6 +175,7 @@ class Cut:
     mode: str
     trigger: str  # "request", "creation", "startup" or "operation"
     log: Path
+    largest: int = LARGEST_TEXT
     violations: list[str] = field(default_factory=list)
 
 
@@ -192,6 +191,7 @@ def cut_writer(
     sync_off: bool,
     fresh: bool,
     last_operation: int = LAST_OPERATION,
+    largest: int = LARGEST_TEXT,
 ) -> Cut:
     """Start a writer on session ``run-<run>`` and cut the power under it.
 
@@ -208,12 +208,12 @@ def cut_writer(
         trigger = "startup"
     else:
         trigger = "operation"
-    cut = Cut(session_id, seed, mode, trigger, log)
+    cut = Cut(session_id, seed, mode, trigger, log, largest)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(write_end)
-        _writer(db, log, seed, session_id, durability, sync_off, read_end)
+        _writer(db, log, cut, durability, sync_off, read_end)
     os.close(read_end)
     try:
         mount.victim(pid)
@@ -271,7 +271,7 @@ def check_cut(db: Path, cut: Cut, durability: Durability) -> CutCheck:
     steps, opened = reported_steps(cut.log)
     if steps and not opened:
         violations.append(f"{session_id}: steps reported before the store was opened")
-    ops = list(itertools.islice(plan(cut.seed, LARGEST_TEXT), len(steps) + 1))
+    ops = list(itertools.islice(plan(cut.seed, cut.largest), len(steps) + 1))
     prefixes = [Model()]
     for index, (step, op) in enumerate(zip(steps, ops, strict=False)):
         expected = [str(index), op.action, op.cell, str(op.generation), op.payload_sha256()]
@@ -370,6 +370,7 @@ def run_campaign(
     sync_off: bool = False,
     final_steps: int = 30,
     last_operation: int = LAST_OPERATION,
+    largest: int = LARGEST_TEXT,
     echo: Callable[[str], None] | None = None,
 ) -> PowerLossReport:
     """Cut the power ``cuts`` times under host-loop writers on one store (a new one after corruption)."""
@@ -427,6 +428,7 @@ def run_campaign(
                         sync_off,
                         fresh,
                         last_operation,
+                        largest,
                     )
                 finally:
                     mount.unmount()
@@ -534,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         default=LAST_OPERATION,
         help="counted cuts come at a write-type operation of the writer up to this one",
     )
+    parser.add_argument(
+        "--largest-text", type=int, default=LARGEST_TEXT, help="bound of a payload's text (bytes)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the backing folder and logs in this folder")
     parser.add_argument(
         "--synchronous-off",
@@ -554,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         folder=args.keep,
         sync_off=args.synchronous_off,
         last_operation=args.last_operation,
+        largest=args.largest_text,
         echo=lambda line: print(line, flush=True),
     )
     for violation in report.violations[:20]:
