@@ -298,7 +298,8 @@ def check_cut(db: Path, cut: Cut, durability: Durability) -> CutCheck:
                 violations.append(f"{session_id}: the store holds no prefix of the plan: {sorted(found)[:5]}")
                 return CutCheck(acknowledged, None, None, True, violations)
             if kept < acknowledged and durability == "full":
-                violations.append(f"{session_id}: {acknowledged - kept} acknowledged steps lost under full")
+                lost = acknowledged - kept
+                violations.append(f"{session_id}: {lost} acknowledged steps lost (durability full)")
             violations += check_payloads(store, session_id, ops, found)
             _count, problems = row_problems(db, session_id)
             violations += problems
