@@ -2,11 +2,13 @@
 
 Every outcome a host hands to its agent core is retained, keyed by
 ``(session, cell, generation)``, until the core acknowledges it, so a retried
-request gets the same answer even after the host restarts. See SPEC §3-4.
+request gets the same answer even after the host restarts. The protocol's
+rules are in ``docs/protocol.md``; the API in a few lines is in the README.
 """
 
 from __future__ import annotations
 
+from . import layout
 from .observation import CellSummary, Observation
 from .store import ObservationStore, StoreSession
 from .wire import ImageItem, Outcome, TextItem
@@ -23,3 +25,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# In a source checkout the CLI and the migrations sit beside the package.
+layout.install_checkout_finder()

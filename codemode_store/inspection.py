@@ -3,7 +3,7 @@
 The query functions take an open :class:`ObservationStore` and only read.
 :func:`record` turns any of the values they return (and the store's own
 ``Observation`` and ``CellSummary``) into a JSON object with the stable keys
-listed in ``RECORD_KEYS`` (documented in the README).
+listed in ``RECORD_KEYS`` (documented in docs/cli.md).
 """
 
 from __future__ import annotations
