@@ -39,16 +39,17 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Any, NoReturn  # noqa: E402
+from typing import Any  # noqa: E402
 
 from sqlalchemy import event  # noqa: E402
 
@@ -86,6 +87,7 @@ KEEP_SESSIONS = 12
 #: Every so many cuts, every session of the store is checked again.
 SWEEP_EVERY = 25
 DB_NAME = "store.db"
+SCRIPT = Path(__file__).resolve()
 
 
 @dataclass
@@ -118,7 +120,7 @@ class PowerLossReport:
         return self.lost + self.corrupt
 
 
-# -- the writer: a forked child on the mount -----------------------------------------------------------
+# -- the writer: a process of its own on the mount -----------------------------------------------------------
 
 
 def synchronous_off(store: ObservationStore) -> None:
@@ -140,27 +142,52 @@ def synchronous_off(store: ObservationStore) -> None:
         raise AssertionError(f"synchronous is {setting}, not OFF")
 
 
-def _writer(db: Path, log: Path, cut: Cut, durability: Durability, sync_off: bool, go: int) -> NoReturn:
-    """Wait for the go, then run the host loop on the mount, logging each acknowledged step synced."""
-    status = 1
-    try:
-        os.read(go, 1)
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+def writer_main() -> int:
+    """Import everything, wait for a cut's orders on stdin, then run its host loop on the mount.
 
-        def report(line: bytes) -> None:
-            os.write(fd, line)
-            os.fdatasync(fd)
+    Started ahead of its cut (see :class:`Writers`), so that starting Python and
+    importing the store overlap the previous cut. Logs each acknowledged step
+    outside the mount, synced, before the next call.
+    """
+    line = sys.stdin.readline()
+    if not line:
+        return 0  # started ahead for a cut that never came
+    orders = json.loads(line)
+    fd = os.open(orders["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
-        store = ObservationStore.open(db, durability=durability)
-        if sync_off:
-            synchronous_off(store)
-        report(b"open\n")
-        host_loop(store, cut.session_id, plan(cut.seed, cut.largest), report)
-        status = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        os._exit(status)
+    def report(line: bytes) -> None:
+        os.write(fd, line)
+        os.fdatasync(fd)
+
+    store = ObservationStore.open(orders["db"], durability=orders["durability"])
+    if orders["sync_off"]:
+        synchronous_off(store)
+    report(b"open\n")
+    host_loop(store, orders["session_id"], plan(orders["seed"], orders["largest"]), report)
+    return 0
+
+
+class Writers:
+    """Writer processes started one cut ahead, each waiting for its orders."""
+
+    def __init__(self) -> None:
+        """Start the first writer."""
+        self._next = self._start()
+
+    @staticmethod
+    def _start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(SCRIPT), "--writer"], stdin=subprocess.PIPE, cwd=ROOT)
+
+    def take(self) -> subprocess.Popen[bytes]:
+        """Return a started writer (and start the next one)."""
+        writer, self._next = self._next, self._start()
+        return writer
+
+    def close(self) -> None:
+        """End the writer nobody took: no orders, so it exits."""
+        assert self._next.stdin is not None
+        self._next.stdin.close()
+        self._next.wait()
 
 
 # -- one cut ------------------------------------------------------------------------------------------
@@ -181,6 +208,7 @@ class Cut:
 
 def cut_writer(
     mount: LossyMount,
+    writers: Writers,
     db: Path,
     logs: Path,
     run: int,
@@ -209,45 +237,49 @@ def cut_writer(
     else:
         trigger = "operation"
     cut = Cut(session_id, seed, mode, trigger, log, largest)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(write_end)
-        _writer(db, log, cut, durability, sync_off, read_end)
-    os.close(read_end)
+    writer = writers.take()
+    assert writer.stdin is not None
     try:
-        mount.victim(pid)
+        mount.victim(writer.pid)
         if trigger == "creation":
             mount.arm(rng.randint(1, 300), mode, rng.randrange(2**32))
         elif trigger == "startup":
             mount.arm(rng.randint(1, 80), mode, rng.randrange(2**32))
         elif trigger == "operation":
             mount.arm(rng.randint(80, last_operation), mode, rng.randrange(2**32))
-        os.write(write_end, b"g")
+        orders = {
+            "db": str(db),
+            "log": str(log),
+            "seed": seed,
+            "session_id": session_id,
+            "durability": durability,
+            "sync_off": sync_off,
+            "largest": largest,
+        }
+        writer.stdin.write(json.dumps(orders).encode() + b"\n")
     finally:
-        os.close(write_end)
+        writer.stdin.close()
     if trigger == "request":
         time.sleep(rng.uniform(0.05, 1.5))
         mount.cut(mode, rng.randrange(2**32))
-    status = _wait_for_cut(mount, pid, cut)
-    if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
-        cut.violations.append(f"{session_id}: the writer was not killed by the cut (status {status})")
+    returncode = _wait_for_cut(mount, writer, cut)
+    if returncode != -signal.SIGKILL:
+        cut.violations.append(f"{session_id}: the writer was not killed by the cut (exit {returncode})")
     return cut
 
 
-def _wait_for_cut(mount: LossyMount, pid: int, cut: Cut, limit: float = 300.0) -> int:
-    """Wait until the power went and the writer died; return the writer's wait status."""
+def _wait_for_cut(mount: LossyMount, writer: subprocess.Popen[bytes], cut: Cut, limit: float = 300.0) -> int:
+    """Wait until the power went and the writer died; return the writer's exit code."""
     deadline = time.monotonic() + limit
     while mount.wait_cut(0.2) is None:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:  # the writer ended before the power went: a failure of its own
-            cut.violations.append(f"{cut.session_id}: the writer ended by itself (status {status})")
+        if writer.poll() is not None:  # the writer ended before the power went: a failure of its own
+            cut.violations.append(f"{cut.session_id}: the writer ended by itself ({writer.returncode})")
             mount.cut(cut.mode, 0)
-            return status
+            return writer.returncode
         if time.monotonic() > deadline:
             cut.violations.append(f"{cut.session_id}: no power cut within {limit:.0f} s")
             mount.cut(cut.mode, 0)
-    return os.waitpid(pid, 0)[1]
+    return writer.wait()
 
 
 # -- the check after a restart --------------------------------------------------------------------------
@@ -390,6 +422,7 @@ def run_campaign(
         ended: list[str] = []
         previous: Cut | None = None
         mount = LossyMount(backing, mountpoint)
+        writers = Writers()
         try:
             for run in range(cuts + 1):
                 if run:
@@ -419,6 +452,7 @@ def run_campaign(
                     fresh = not db.exists()
                     previous = cut_writer(
                         mount,
+                        writers,
                         db,
                         logs,
                         run,
@@ -444,6 +478,7 @@ def run_campaign(
                         f"{report.corrupt} corrupt, {len(report.violations)} violations"
                     )
         finally:
+            writers.close()
             mount.close()
     report.seconds = time.monotonic() - started
     return report
@@ -546,7 +581,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the writers with PRAGMA synchronous=OFF (not a store option): the campaign must see faults",
     )
+    parser.add_argument("--writer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.writer:
+        return writer_main()
     print(
         f"power-loss campaign: {args.cuts} cuts, durability {args.durability}, "
         f"mode {args.mode}, seed {args.seed}",
