@@ -3,23 +3,86 @@
 Every outcome a host hands to its agent core is retained, keyed by
 ``(session, cell, generation)``, until the core acknowledges it, so a retried
 request gets the same answer even after the host restarts. See SPEC §3-4.
+
+The error classes are exported here too; ``docs/errors.md`` says when each is
+raised and what a host should do about it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AlreadyReleased,
+    CellClosed,
+    DatabaseBusy,
+    DatabaseError,
+    DuplicateCell,
+    FutureGeneration,
+    GenerationConflict,
+    InvalidInput,
+    NotADatabase,
+    NotPending,
+    NotReleasable,
+    ObservationInProgress,
+    SchemaError,
+    StoreError,
+    StoreNotFound,
+    UnknownCell,
+)
 from .observation import CellSummary, Observation
-from .store import ObservationStore, StoreSession
 from .wire import ImageItem, Outcome, TextItem
 
+if TYPE_CHECKING:
+    from .store import ObservationStore, StoreSession
+
 __all__ = [
+    "AlreadyReleased",
+    "CellClosed",
     "CellSummary",
+    "DatabaseBusy",
+    "DatabaseError",
+    "DuplicateCell",
+    "FutureGeneration",
+    "GenerationConflict",
     "ImageItem",
+    "InvalidInput",
+    "NotADatabase",
+    "NotPending",
+    "NotReleasable",
     "Observation",
+    "ObservationInProgress",
     "ObservationStore",
     "Outcome",
+    "SchemaError",
+    "StoreError",
+    "StoreNotFound",
     "StoreSession",
     "TextItem",
+    "UnknownCell",
     "__version__",
 ]
 
 __version__ = "0.1.0"
+
+# The store pulls in SQLAlchemy, which costs a tenth of a second: it is imported
+# on first use (PEP 562), so that `codemode-store --version` and tools that only
+# need the wire model or the errors start at once.
+_LAZY = {"ObservationStore": "store", "StoreSession": "store"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the store's classes on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the public names, the lazily imported ones included."""
+    return sorted(set(globals()) | set(__all__))

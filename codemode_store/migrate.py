@@ -13,18 +13,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from .dialects import lock_schema
 from .engine import READ_ONLY, prepare_sqlite_file
 from .errors import SchemaError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic (about 70 ms to import) is imported only where a migration or the
+# script directory is needed: opening a store already at head never loads it.
 
 __all__ = [
     "HEAD_REVISION",
@@ -65,6 +67,8 @@ def script_location() -> Path:
 
 def alembic_config(connection: Connection | None = None, stdout: TextIO | None = None) -> Config:
     """Return an Alembic ``Config`` for this package, optionally bound to ``connection``."""
+    from alembic.config import Config
+
     config = Config(stdout=stdout) if stdout is not None else Config()
     config.set_main_option("script_location", str(script_location()))
     config.set_main_option("path_separator", "os")
@@ -110,6 +114,8 @@ def _stamped_revision(conn: Connection) -> str | None:
 
 
 def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     return {rev.revision for rev in script.walk_revisions()}
 
@@ -147,6 +153,9 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Upgrade (or downgrade, for a revision below the current one) to ``revision``."""
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     # Look before preparing the file: a foreign or newer database stays untouched.
     _check_known(current_revision(engine))
     with migration_connection(engine) as conn:
@@ -160,6 +169,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Downgrade the schema to ``revision`` (``"base"`` drops every table)."""
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     _check_known(current_revision(engine))
     with migration_connection(engine) as conn:
         try:
@@ -170,6 +182,8 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def history() -> list[tuple[str, str | None, str]]:
     """Return the known revisions, newest first: (revision, down revision, message)."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     result = []
     for rev in script.walk_revisions():

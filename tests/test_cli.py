@@ -19,7 +19,7 @@ from sqlalchemy import make_url
 
 import cli as cli_module
 from cli import main
-from codemode_store import ImageItem, ObservationStore, Outcome, TextItem, __version__
+from codemode_store import ImageItem, ObservationStore, Outcome, TextItem, __version__, inspection
 from codemode_store.display import summarise_image
 from codemode_store.inspection import RECORD_KEYS, SessionSummary, StoreStats
 from codemode_store.migrate import HEAD_REVISION
@@ -266,7 +266,10 @@ def test_end_session(url: str) -> None:
     assert "3 observation(s) deleted" in run(["--db", url, "end-session", "s1"]).stdout
     with ObservationStore.open(url) as store:
         assert [c.session_id for c in store.cells()] == ["s2"]
-    assert "0 observation(s) deleted" in run(["--db", url, "end-session", "s1"]).stdout
+    # The API's end_session of an unknown session is a no-op; the command says so, exit 1.
+    assert_one_line_error(run(["--db", url, "end-session", "s1"], 1), "'s1'", "no such session")
+    with ObservationStore.open(url) as store:
+        assert store.end_session("s1") == 0
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -385,7 +388,7 @@ def test_an_unforeseen_exception_is_one_error_line_not_a_traceback(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("driver surprise with \x1b[31m in it")
 
-    monkeypatch.setattr(cli_module.inspection, "stats", explode)
+    monkeypatch.setattr(inspection, "stats", explode)
     assert_one_line_error(
         run(["--db", url, "stats"], 1), "unexpected RuntimeError", "driver surprise", "\\x1b"
     )
