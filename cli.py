@@ -13,32 +13,29 @@ commands that open a store, Alembic only by those that migrate.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import os
 import re
-import shlex
-import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
-from itertools import chain
-from pathlib import Path
-from types import ModuleType
+from datetime import UTC, datetime, timedelta  # click imports datetime anyway
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
-from click.shell_completion import CompletionItem
 
-from codemode_store import CellSummary, Observation, __version__, display
+from codemode_store import __version__
 from codemode_store.errors import DatabaseError, SchemaError, StoreError, StoreNotFound
-from codemode_store.validation import MAX_GENERATION
 
+# Only click and the package's error classes are imported at start: the rest
+# (SQLAlchemy above all) is imported by the commands that need it, so that
+# --version, --help and usage errors answer at once.
 if TYPE_CHECKING:
-    from codemode_store import ObservationStore
+    from types import ModuleType
+
+    from click.shell_completion import CompletionItem
+
+    from codemode_store import ObservationStore, display
     from codemode_store.progress import Progress
 
 DEFAULT_DB = "codemode-store.db"
@@ -46,8 +43,10 @@ DEFAULT_DB = "codemode-store.db"
 DEFAULT_DEMO_DB = "codemode-store-demo.db"
 ENVIRONMENT_VARIABLE = "CODEMODE_STORE_URL"
 FORMATS = ("table", "json", "jsonl", "csv", "tsv")
-#: A ``gc`` age below this purges sessions that may be in use: it needs ``--yes``.
-LIVE_AGE = timedelta(hours=1)
+#: A ``gc`` age below this (in seconds) purges sessions that may be in use: it needs ``--yes``.
+LIVE_AGE_SECONDS = 3600
+#: The largest generation (``codemode_store.validation.MAX_GENERATION``; a test keeps them equal).
+MAX_GENERATION = 2**63 - 1
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -164,12 +163,14 @@ def _silence_sqlalchemy_warnings() -> None:
 
 def _safe(message: str) -> str:
     """Return ``message`` with the database password hidden and control characters escaped."""
+    from codemode_store.display import escape
+
     target = _target_or_none()
     if target is not None and "://" in target:
         from codemode_store.admin import hide_password
 
         message = hide_password(message, target)
-    return display.escape(message)
+    return escape(message)
 
 
 def _store_message(exc: StoreError) -> str:
@@ -236,7 +237,7 @@ def _name_database(message: str) -> str:
         message = message.replace(where, f"{where} ({source})", 1)
     else:
         message = f"database {where} ({source}): {message}"
-    if source.startswith("the default") and Path(DEFAULT_DEMO_DB).is_file():
+    if source.startswith("the default") and os.path.isfile(DEFAULT_DEMO_DB):
         message += f"; the demo's database is here: --db {DEFAULT_DEMO_DB}"
     return message
 
@@ -394,6 +395,8 @@ def _completion_store(ctx: click.Context) -> Iterator[ObservationStore]:
 
 def _complete_session(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Complete a session id from the store (nothing when there is none to read)."""
+    from click.shell_completion import CompletionItem
+
     from codemode_store import inspection
 
     try:
@@ -405,6 +408,8 @@ def _complete_session(ctx: click.Context, _param: click.Parameter, incomplete: s
 
 def _complete_cell(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Complete a cell id of the session given before it on the command line."""
+    from click.shell_completion import CompletionItem
+
     from codemode_store import inspection
 
     session = ctx.params.get("session_id")
@@ -429,15 +434,19 @@ def _cell_argument(function: F) -> F:
 
 
 def _print_json(value: object) -> None:
+    import json
+
     click.echo(json.dumps(value, indent=2))
 
 
 def _csv_value(value: object) -> str:
+    from codemode_store.display import escape
+
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return display.escape(str(value))
+    return escape(str(value))
 
 
 def _print_listing(
@@ -448,6 +457,11 @@ def _print_listing(
     keys: tuple[str, ...],
 ) -> None:
     """Print records as they come, in one of ``FORMATS``."""
+    import json
+    import shutil
+    from itertools import chain
+
+    from codemode_store import display
     from codemode_store.inspection import record
 
     first = next(records, None)  # errors of the query come before any output
@@ -480,6 +494,8 @@ def _print_listing(
 
 def _print_json_array(objects: Iterable[dict[str, Any]]) -> None:
     """Print a JSON array one object at a time, exactly as ``json.dumps(list, indent=2)`` would."""
+    import json
+
     click.echo("[")
     previous: str | None = None
     for item in objects:
@@ -491,6 +507,9 @@ def _print_json_array(objects: Iterable[dict[str, Any]]) -> None:
 
 def _print_delimited(objects: Iterable[dict[str, Any]], keys: tuple[str, ...], output_format: str) -> None:
     """Print a header and one line a record; values escaped like the table's, absent values empty."""
+    import csv
+    import io
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter="," if output_format == "csv" else "\t", lineterminator="\n")
 
@@ -580,7 +599,7 @@ def sessions(limit: int | None, output_format: str | None, as_json: bool) -> Non
     Example:
       codemode-store --db host.db sessions --limit 20
     """
-    from codemode_store import inspection
+    from codemode_store import display, inspection
 
     chosen = _output_format(output_format, as_json)
     found = inspection.iter_sessions(_open(), limit=limit)
@@ -624,7 +643,7 @@ def cells(
       codemode-store --db host.db cells --session thread-1 --state retained
       codemode-store --db host.db cells --open --limit 50 --format csv
     """
-    from codemode_store import inspection
+    from codemode_store import display, inspection
 
     chosen = _output_format(output_format, as_json)
     found = inspection.iter_cells(
@@ -634,7 +653,7 @@ def cells(
         closed=closed,
         limit=limit,
     )
-    keys = inspection.RECORD_KEYS[CellSummary]
+    keys = inspection.RECORD_KEYS[inspection.CellSummary]
     _print_listing(found, chosen, display.CELL_COLUMNS, display.cell_row, keys)
 
 
@@ -654,11 +673,11 @@ def history(
     Example:
       codemode-store --db host.db history thread-1 cell-1
     """
-    from codemode_store import inspection
+    from codemode_store import display, inspection
 
     chosen = _output_format(output_format, as_json)
     found = inspection.iter_history(_open(), session_id, cell_id, limit=limit)
-    keys = inspection.RECORD_KEYS[Observation]
+    keys = inspection.RECORD_KEYS[inspection.Observation]
     _print_listing(found, chosen, display.HISTORY_COLUMNS, display.history_row, keys)
 
 
@@ -682,7 +701,7 @@ def show(session_id: str, cell_id: str, generation: int | None, as_json: bool) -
     Example:
       codemode-store --db host.db show thread-1 cell-1 2
     """
-    from codemode_store import inspection
+    from codemode_store import display, inspection
 
     found = inspection.observation(_open(), session_id, cell_id, generation)
     if as_json:
@@ -708,6 +727,8 @@ def release(session_id: str, cell_id: str, generation: int) -> None:
     Example:
       codemode-store --db host.db release thread-1 cell-1 2
     """
+    from codemode_store import display
+
     dropped = _open().session(session_id).release(cell_id, generation)
     where = f"session {display.quoted(session_id)}, cell {display.quoted(cell_id)}, generation {generation}"
     click.echo(
@@ -729,7 +750,7 @@ def end_session(session_id: str, yes: bool) -> None:
     Example:
       codemode-store --db host.db end-session thread-1 --yes
     """
-    from codemode_store import inspection
+    from codemode_store import display, inspection
 
     store = _open()
     found = list(inspection.iter_cells(store, session_id=session_id))
@@ -758,7 +779,7 @@ def stats(as_json: bool) -> None:
     Example:
       codemode-store --db host.db stats --json
     """
-    from codemode_store import inspection
+    from codemode_store import display, inspection
 
     found = inspection.stats(_open())
     if as_json:
@@ -793,7 +814,9 @@ def gc(older_than: timedelta, dry_run: bool, keep_tombstones: bool, yes: bool, a
     Example:
       codemode-store --db host.db gc --older-than 7d --dry-run
     """
-    if older_than < LIVE_AGE and not dry_run and not yes:
+    from codemode_store import display
+
+    if older_than.total_seconds() < LIVE_AGE_SECONDS and not dry_run and not yes:
         raise click.UsageError(
             "an age under one hour purges sessions that hosts may be using right now; "
             "add --yes if you mean it (or --dry-run to see what would go)"
@@ -847,6 +870,8 @@ def check(as_json: bool) -> None:
     Example:
       codemode-store --db host.db check
     """
+    from codemode_store import display
+
     store = _open()
     with _progress("re-hashing payloads", as_json) as progress:
         report = store.check(progress=progress)
@@ -960,6 +985,8 @@ def db_history() -> None:
     Example:
       codemode-store db history
     """
+    from codemode_store import display
+
     click.echo(display.revisions_table(_admin().schema_history(_target())))
 
 
@@ -969,8 +996,11 @@ def _invocation() -> str:
     ``codemode-store`` when the shell finds this very script on PATH; its full
     path otherwise (a virtual environment that is not activated).
     """
+    import shlex
+    import shutil
+
     script = sys.argv[0] if sys.argv else ""
-    if Path(script).name != "codemode-store":
+    if os.path.basename(script) != "codemode-store":
         return "codemode-store"
     found = shutil.which("codemode-store")
     with contextlib.suppress(OSError):
@@ -1008,6 +1038,8 @@ def demo(path: str | None) -> None:
         path = str(root.params["target"]) if explicit else DEFAULT_DEMO_DB
     if "://" in path:
         raise click.UsageError("the demo runs on a SQLite file path, not a URL")
+    from pathlib import Path
+
     from codemode_store.demo import run_demo
 
     run_demo(Path(path), click.echo, command=_invocation())

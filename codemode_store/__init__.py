@@ -30,11 +30,11 @@ from .errors import (
     StoreNotFound,
     UnknownCell,
 )
-from .observation import CellSummary, Observation
-from .wire import ImageItem, Outcome, TextItem
 
 if TYPE_CHECKING:
+    from .observation import CellSummary, Observation
     from .store import ObservationStore, StoreSession
+    from .wire import ImageItem, Outcome, TextItem
 
 __all__ = [
     "AlreadyReleased",
@@ -65,10 +65,18 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# The store pulls in SQLAlchemy, which costs a tenth of a second: it is imported
-# on first use (PEP 562), so that `codemode-store --version` and tools that only
-# need the wire model or the errors start at once.
-_LAZY = {"ObservationStore": "store", "StoreSession": "store"}
+# The store pulls in SQLAlchemy, which costs a tenth of a second: the public
+# classes are imported on first use (PEP 562), so that `codemode-store --version`
+# starts at once and a tool that needs only the wire model never loads SQLAlchemy.
+_LAZY = {
+    "CellSummary": "observation",
+    "Observation": "observation",
+    "ObservationStore": "store",
+    "StoreSession": "store",
+    "ImageItem": "wire",
+    "Outcome": "wire",
+    "TextItem": "wire",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -45,7 +45,9 @@ from .validation import check_identifier
 __all__ = [
     "CELL_STATES",
     "RECORD_KEYS",
+    "CellSummary",
     "NoOutcome",
+    "Observation",
     "SessionSummary",
     "StoreStats",
     "cell_ids",
