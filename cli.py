@@ -114,8 +114,24 @@ def _one_line(exc: click.UsageError) -> UsageLine:
     return UsageLine(exc.format_message(), exc.ctx)
 
 
+class StoreCommand(click.Command):
+    """A command whose usage errors name it, so that the one error line points to its help."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the arguments; a usage error the parser raised without a context gets this one."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
+            raise
+
+
 class StoreGroup(click.Group):
     """The command group: every error is one line, a store error names its database."""
+
+    command_class = StoreCommand
+    group_class = type  # subgroups (``db``) are StoreGroups too
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Parse the group's own options; a usage error is one line."""
@@ -124,6 +140,8 @@ class StoreGroup(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
             raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -309,7 +327,7 @@ _LIMIT = WholeNumber(1, MAX_GENERATION, "a limit")
 _NEGATIVE = re.compile(r"-[0-9]")
 
 
-class GenerationCommand(click.Command):
+class GenerationCommand(StoreCommand):
     """A command with a GEN argument: ``-1`` is a negative generation, not an unknown option."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

@@ -228,8 +228,10 @@ def _stream(
     """Yield the rows of ``statement`` from an iterating cursor inside one read transaction."""
     with errors_of_database(**key), store.engine.connect() as conn:
         reader = conn.execution_options(**{READ_ONLY: True}, yield_per=FETCH_ROWS)
-        with reader.begin():
-            yield from reader.execute(statement, dict(params))
+        # Closed explicitly, also when the caller stops early: a server-side
+        # cursor left to the garbage collector stays open on the server.
+        with reader.begin(), reader.execute(statement, dict(params)) as result:
+            yield from result
 
 
 def _limited(statement: Select[Any], params: dict[str, Any], limit: int | None) -> Select[Any]:
