@@ -57,6 +57,11 @@ def rows(url: str) -> dict[str, list[tuple[object, ...]]]:
         return dump(store)
 
 
+def sessions_of(url: str) -> set[str]:
+    with ObservationStore.open(url) as store:
+        return {c.session_id for c in store.cells()}
+
+
 # -- --db before or after the command name (item 14) -----------------------------------------------------
 
 AFTER = [
@@ -83,7 +88,7 @@ def test_db_after_the_command_name_is_the_same_as_before_it(url: str, args: list
 def test_db_after_the_command_name_writes_too(url: str) -> None:
     assert "released" in run(["release", "s", "c", "0", "--db", url]).stdout
     assert "ended" in run(["end-session", "s", "--db", url]).stdout
-    assert [c.session_id for c in ObservationStore.open(url).cells()] == ["t"]
+    assert sessions_of(url) == {"t"}
 
 
 def test_db_after_the_command_name_wins(url: str, tmp_path: Path) -> None:
@@ -200,7 +205,7 @@ def test_end_session_asks_on_a_terminal(url: str) -> None:
     result = run(["--db", url, "end-session", "s"], input="y\n")
     assert "ended; 1 observation(s) deleted" in result.stdout
     assert "Delete" not in run(["--db", url, "end-session", "t", "--yes"]).stdout
-    assert ObservationStore.open(url).cells() == []
+    assert sessions_of(url) == set()
 
 
 def test_end_session_does_not_ask_off_a_terminal(url: str) -> None:
@@ -234,7 +239,7 @@ def test_gc_under_an_hour_needs_yes_even_off_a_terminal(aged_url: str, age: str)
     assert run(["--db", aged_url, "gc", "--older-than", age, "--dry-run"]).exit_code == 0
     assert rows(aged_url) == before
     assert run(["--db", aged_url, "gc", "--older-than", age, "--yes"]).exit_code == 0
-    assert "old" not in {c.session_id for c in ObservationStore.open(aged_url).cells()}
+    assert "old" not in sessions_of(aged_url)
 
 
 def test_gc_of_an_hour_or_more_needs_no_yes(aged_url: str) -> None:
