@@ -384,9 +384,8 @@ def _step_six(echo: Echo, path: Path, command: str) -> None:
         6,
         "what the store holds now",
         """
-Tombstones stay until the conversation ends: then the host calls
-end_session("demo-thread") and every row of the session goes. The demo keeps
-them so that you can look for yourself.""",
+Tombstones stay until the conversation ends, when the host's end_session("demo-thread")
+drops every row of it; the demo keeps them so that you can look for yourself.""",
     )
     with ObservationStore.open(path) as store:
         echo("")
@@ -394,9 +393,9 @@ them so that you can look for yourself.""",
     where = Path(os.path.abspath(path))
     db = f"--db {shlex.quote(str(where))}"
     echo("")
-    echo(f"The demo's database is {where}; name it with --db (without it, commands")
-    echo(f"open {DEFAULT_DB} in the current folder, or what CODEMODE_STORE_URL names).")
-    echo("Look around (each line can be pasted as it is, from any folder):")
+    echo(f"The demo's database: {where}")
+    echo("Look around (paste any line as it is, from any folder; without --db, commands")
+    echo(f"open {DEFAULT_DB} in the current folder, or the store CODEMODE_STORE_URL names):")
     echo(f"  {command} {db} cells")
     echo(f"  {command} {db} history {SESSION} train")
     echo(f"  {command} {db} show {SESSION} load 1      # a tombstone")

@@ -134,7 +134,7 @@ def test_the_look_around_commands_work_from_any_folder(
     monkeypatch.chdir(here)
     monkeypatch.delenv("CODEMODE_STORE_URL", raising=False)
     out = run_demo("demo", "--db", "relative.db").stdout
-    assert f"The demo's database is {here / 'relative.db'}" in out
+    assert f"The demo's database: {here / 'relative.db'}\n" in out
     commands = look_around(out)
     assert len(commands) == 4
     monkeypatch.chdir(elsewhere)
