@@ -251,7 +251,10 @@ def _name_database(message: str) -> str:
         return message
     where, source = _shown(target), _source()
     message = message.replace("database error: ", "", 1)
-    if where and where in message:
+    quoted = repr(where)
+    if where and quoted in message:
+        message = message.replace(quoted, f"{quoted} ({source})", 1)
+    elif where and where in message:
         message = message.replace(where, f"{where} ({source})", 1)
     else:
         message = f"database {where} ({source}): {message}"
@@ -286,9 +289,20 @@ def _admin() -> ModuleType:
     return admin
 
 
+@contextlib.contextmanager
+def _naming_the_database() -> Iterator[None]:
+    """Name the database, and where it came from, in any store error raised while opening it."""
+    try:
+        yield
+    except StoreError as exc:
+        raise StoreFailure(_safe(_name_database(str(exc)))) from exc
+
+
 def _open() -> ObservationStore:
     """Open the store named by ``--db`` (never creating one), closed when the command ends."""
-    store: ObservationStore = _admin().open_existing(_target())
+    admin = _admin()
+    with _naming_the_database():
+        store: ObservationStore = admin.open_existing(_target())
     click.get_current_context().call_on_close(store.close)
     return store
 
@@ -969,7 +983,9 @@ def upgrade(revision: str) -> None:
     Example:
       codemode-store --db postgresql+psycopg://host@db/codemode db upgrade
     """
-    before, after = _admin().upgrade_schema(_target(), revision)
+    admin = _admin()
+    with _naming_the_database():
+        before, after = admin.upgrade_schema(_target(), revision)
     if before == after:
         click.echo(f"schema already at revision {after}")
     else:
@@ -987,7 +1003,9 @@ def current() -> None:
     """
     from codemode_store.migrate import HEAD_REVISION
 
-    revision = _admin().schema_revision(_target())
+    admin = _admin()
+    with _naming_the_database():
+        revision = admin.schema_revision(_target())
     if revision is None:
         click.echo("no schema yet (create it with `codemode-store db upgrade`)")
     else:
@@ -1005,7 +1023,10 @@ def db_history() -> None:
     """
     from codemode_store import display
 
-    click.echo(display.revisions_table(_admin().schema_history(_target())))
+    admin = _admin()
+    with _naming_the_database():
+        revisions = admin.schema_history(_target())
+    click.echo(display.revisions_table(revisions))
 
 
 def _invocation() -> str:

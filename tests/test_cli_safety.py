@@ -152,6 +152,13 @@ def test_no_store_names_the_path_and_its_source(tmp_path: Path, monkeypatch: pyt
     assert not (tmp_path / "codemode-store.db").exists()
 
 
+def test_a_bad_url_is_named_with_its_source() -> None:
+    for args in (["stats"], ["db", "upgrade"], ["cells", "--limit", "1"]):
+        line = error_line(run(["--db", "nosuchdialect://u:Secret123@h/db", *args], 1))
+        assert "'nosuchdialect://u:***@h/db' (from --db)" in line, line
+        assert "Secret123" not in line
+
+
 def test_a_database_from_a_newer_version_is_named(tmp_path: Path) -> None:
     path = tmp_path / "newer.db"
     ObservationStore.open(path).close()
