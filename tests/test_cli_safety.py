@@ -366,6 +366,13 @@ def test_help_never_sends_people_to_the_readme(command: tuple[str, ...]) -> None
     assert "README" not in text and "SPEC" not in text
 
 
+@pytest.mark.parametrize(("columns", "width"), [("60", 58), ("200", 78), ("", 78)])
+def test_help_wraps_to_the_terminal_as_click_does(columns: str, width: int) -> None:
+    lines = run(["cells", "--help"], env={"COLUMNS": columns}).stdout.splitlines()
+    assert max(map(len, lines)) <= width
+    assert max(map(len, lines)) > width - 12  # the width is used, not a narrower default
+
+
 def test_the_main_help_says_what_the_readme_would() -> None:
     text = run(["--help"]).stdout
     for words in ("--format", "--limit", "Exit status", "CODEMODE_STORE_URL"):
