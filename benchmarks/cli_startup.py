@@ -13,8 +13,8 @@ medians of whole-process wall times, the variants alternating round after round:
   first page of a listing does not grow with the store), plus the same first
   page read in process through ``inspection.iter_cells``.
 
-The command is the installed ``codemode-store`` script when it runs, else
-``python cli.py`` of this checkout (the same module). Bytecode is written on a
+The command is ``python cli.py`` of this checkout (the module the installed
+``codemode-store`` script calls). Bytecode is written on a
 first, untimed run of every variant (``PYTHONDONTWRITEBYTECODE`` is dropped for
 the children): an installed package has its ``.pyc`` files too.
 """
@@ -47,14 +47,11 @@ def _environment() -> dict[str, str]:
 
 
 def command() -> list[str]:
-    """Return how to run ``codemode-store``: the installed script if it works, else ``cli.py``."""
-    script = Path(sys.executable).with_name("codemode-store")
-    if script.exists():
-        done = subprocess.run(
-            [str(script), "--version"], capture_output=True, env=_environment(), timeout=60, check=False
-        )
-        if done.returncode == 0:
-            return [str(script)]
+    """Return how to run this checkout's ``codemode-store``: ``python cli.py``.
+
+    The installed script is the same two lines around ``cli.main``, but it
+    imports the installed copy of the package, which may not be this checkout.
+    """
     return [sys.executable, str(ROOT / "cli.py")]
 
 
