@@ -692,9 +692,9 @@ def cells(
     """List cells with their last generation and retained bytes.
 
     Per cell: open or closed, last generation with its state and kind,
-    observations, retained bytes, last activity; by session, then creation.
-    Rows are printed as they are read, so the first ones come at once however
-    large the store.
+    observations, retained bytes, last activity; ordered by session id, then
+    cell id. Rows are printed as they are read, so the first ones come at once
+    however large the store.
 
     \b
     Example:

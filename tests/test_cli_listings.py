@@ -74,8 +74,9 @@ def url(store_url: str) -> str:
 
 
 def api_cells(url: str, session_id: str | None = None) -> list[CellSummary]:
+    """Return the API's cell summaries in the listing's order: by session id, then cell id."""
     with ObservationStore.open(url) as store:
-        return store.cells(session_id)
+        return sorted(store.cells(session_id), key=lambda c: (c.session_id, c.cell_id))
 
 
 def api_history(url: str, session_id: str, cell_id: str) -> list[Observation]:
