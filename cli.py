@@ -889,9 +889,9 @@ def gc(older_than: timedelta, dry_run: bool, keep_tombstones: bool, yes: bool, a
         _print_json(report.to_json())
         return
     would = "would be " if report.dry_run else ""
-    idle = _plural(len(report.sessions), "session")
+    idle = _plural(report.sessions, "session")
     click.echo(f"{idle} idle since {display.format_time(report.cutoff)} UTC")
-    if report.sessions:
+    if report.expired:
         rows = [
             [
                 display.escape(s.session_id),
@@ -900,7 +900,7 @@ def gc(older_than: timedelta, dry_run: bool, keep_tombstones: bool, yes: bool, a
                 f"{s.observations:,}",
                 f"{s.bytes_freed:,}",
             ]
-            for s in report.sessions
+            for s in report.expired
         ]
         headers = ["session", "last activity (UTC)", "cells", "observations", "payload bytes"]
         click.echo(display.format_table(headers, rows, right=(2, 3, 4)))

@@ -2,8 +2,8 @@
 
 Every outcome a host hands to its agent core is retained, keyed by
 ``(session, cell, generation)``, until the core acknowledges it, so a retried
-request gets the same answer even after the host restarts. See SPEC §3-4.
-
+request gets the same answer even after the host restarts. The protocol's
+rules are in ``docs/protocol.md``; the API in a few lines is in the README.
 The error classes are exported here too; ``docs/errors.md`` says when each is
 raised and what a host should do about it.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import layout
 from .errors import (
     AlreadyReleased,
     CellClosed,
@@ -68,6 +69,9 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# In a source checkout the CLI and the migrations sit beside the package.
+layout.install_checkout_finder()
 
 # The store pulls in SQLAlchemy, which costs a tenth of a second: the public
 # classes are imported on first use (PEP 562), so that `codemode-store --version`

@@ -14,6 +14,18 @@ thread, then talks to the database through aiosqlite or psycopg's async mode::
 
 from __future__ import annotations
 
+try:
+    # The async extra: SQLAlchemy's asyncio support runs on greenlet, SQLite on
+    # aiosqlite. Without them SQLAlchemy would suggest its own extra, not ours.
+    import aiosqlite  # noqa: F401
+    import greenlet  # type: ignore[import-untyped]  # noqa: F401
+except ImportError as exc:
+    raise ImportError(
+        f"codemode_store.aio needs the async extra, and {exc.name or 'a module of it'} is missing: "
+        "install codemode-store[async] (pip install 'codemode-store[async]')",
+        name=exc.name,
+    ) from exc
+
 import asyncio
 import os
 from collections.abc import Callable, Coroutine, Generator, Mapping
@@ -178,7 +190,7 @@ class OpeningStore:
 
 
 class AsyncStoreSession:
-    """The operations of SPEC §3 on one session's cells, awaitable; from ``store.session(id)``."""
+    """The operations of docs/protocol.md on one session's cells, awaitable; from ``store.session(id)``."""
 
     __slots__ = ("_store", "session_id")
 

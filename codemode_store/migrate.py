@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from .dialects import lock_schema
 from .engine import READ_ONLY, prepare_sqlite_file
 from .errors import SchemaError
+from .layout import migrations_folder
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -56,13 +57,10 @@ def script_location() -> Path:
     """Return the folder of the migration scripts.
 
     The wheel installs them as ``codemode_store/migrations``; in a source
-    checkout they are the top-level ``migrations/`` beside the package.
+    checkout they are the top-level ``migrations/`` beside the package (see
+    :mod:`codemode_store.layout`, which decides for both).
     """
-    package = Path(__file__).resolve().parent
-    for candidate in (package / "migrations", package.parent / "migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
-    raise SchemaError(f"the migration scripts are missing from {package}")
+    return migrations_folder()
 
 
 def alembic_config(connection: Connection | None = None, stdout: TextIO | None = None) -> Config:

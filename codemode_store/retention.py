@@ -90,24 +90,34 @@ class ExpiredSession:
 
 @dataclass(frozen=True, slots=True)
 class GcReport:
-    """What one ``gc`` run did (or, when ``dry_run``, would do)."""
+    """What one ``gc`` run did (or, when ``dry_run``, would do).
+
+    Its names are the keys of ``codemode-store gc --json``: ``expired`` lists
+    the sessions, ``sessions`` counts them, and the other totals add them up.
+    """
 
     cutoff: datetime
     dry_run: bool
     keep_tombstones: bool
-    sessions: tuple[ExpiredSession, ...]
+    #: The sessions purged (or, on a dry run, to be purged), by session id.
+    expired: tuple[ExpiredSession, ...]
     #: Sessions the scan found idle that were touched before their turn came.
     skipped: tuple[str, ...] = ()
 
     @property
+    def sessions(self) -> int:
+        """Return how many sessions went (the length of ``expired``)."""
+        return len(self.expired)
+
+    @property
     def cells(self) -> int:
         """Return how many cell rows went."""
-        return sum(s.cells for s in self.sessions)
+        return sum(s.cells for s in self.expired)
 
     @property
     def observations(self) -> int:
         """Return how many observation rows went (or became tombstones)."""
-        return sum(s.observations for s in self.sessions)
+        return sum(s.observations for s in self.expired)
 
     @property
     def rows(self) -> int:
@@ -117,7 +127,7 @@ class GcReport:
     @property
     def bytes_freed(self) -> int:
         """Return how many payload bytes were dropped."""
-        return sum(s.bytes_freed for s in self.sessions)
+        return sum(s.bytes_freed for s in self.expired)
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-able values."""
@@ -125,7 +135,7 @@ class GcReport:
             "cutoff": self.cutoff.isoformat(),
             "dry_run": self.dry_run,
             "keep_tombstones": self.keep_tombstones,
-            "sessions": len(self.sessions),
+            "sessions": self.sessions,
             "cells": self.cells,
             "observations": self.observations,
             "rows": self.rows,
@@ -139,7 +149,7 @@ class GcReport:
                     "observations": s.observations,
                     "bytes_freed": s.bytes_freed,
                 }
-                for s in self.sessions
+                for s in self.expired
             ],
         }
 

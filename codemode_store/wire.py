@@ -1,7 +1,7 @@
 """The wire model of the code-mode protocol: content items and outcomes.
 
 ``Outcome.from_wire`` and ``Outcome.to_wire`` convert exactly the shapes of
-SPEC §1; ``encode_payload`` and ``decode_payload`` turn an outcome into the bytes
+docs/protocol.md ("The wire shapes"); ``encode_payload`` and ``decode_payload`` turn an outcome into the bytes
 the store keeps (canonical JSON, UTF-8) and back.
 """
 
@@ -192,7 +192,7 @@ class Outcome:
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> Outcome:
-        """Return the outcome of a wire object (SPEC §1); ``InvalidInput`` if malformed.
+        """Return the outcome of a wire object (docs/protocol.md); ``InvalidInput`` if malformed.
 
         The ``cell_id`` is checked but not kept: see :meth:`wire_cell_id`.
         """
@@ -220,7 +220,7 @@ class Outcome:
         return check_identifier(wire["cell_id"], "cell_id")
 
     def to_wire(self, cell_id: str) -> dict[str, Any]:
-        """Return the wire object of this outcome for ``cell_id`` (SPEC §1)."""
+        """Return the wire object of this outcome for ``cell_id`` (docs/protocol.md)."""
         return {"type": self.kind, "cell_id": check_identifier(cell_id, "cell_id"), **self._body()}
 
     def _body(self) -> dict[str, Any]:

@@ -196,7 +196,7 @@ class Model:
     cells: dict[str, tuple[bool, dict[int, Row]]] = field(default_factory=dict)
 
     def apply(self, op: Op) -> None:
-        """Apply one step as SPEC §3 says it changes the store."""
+        """Apply one step as docs/protocol.md says it changes the store."""
         if op.action == "create":
             self.cells[op.cell] = (False, {})
             return

@@ -2,7 +2,7 @@
 
 ``store_url`` is parametrised by backend: ``sqlite`` (a real file under
 ``tmp_path``) always, ``postgres`` when ``CODEMODE_STORE_TEST_POSTGRES_URL``
-names a server (see README, "Tests"). Each PostgreSQL test gets a database of
+names a server (see docs/operations.md, "Tests on PostgreSQL"). Each PostgreSQL test gets a database of
 its own, created empty on that server and dropped afterwards. When the variable
 is unset the PostgreSQL tests skip, all under one summary line; when it is set
 and the server cannot be reached, the run stops and fails.

@@ -1,4 +1,4 @@
-"""SPEC §3 ``begin``: one test per rule, in the spec's order."""
+"""``begin`` (docs/protocol.md): one test per rule, in the order the page states them."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ WORKERS = 4
 
 T = TypeVar("T")
 
-# The host loop of SPEC §4, on cells of its own; also run by threads (host_loop below).
+# The host loop of the README's API example, on cells of its own; also run by threads (host_loop below).
 PROCESS_WORKER = """
 import sys
 from codemode_store import ObservationStore

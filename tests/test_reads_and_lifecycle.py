@@ -1,4 +1,4 @@
-"""SPEC §3 create_cell, close_cell, the reads, pending, fail_pending, end_session; §4 names."""
+"""create_cell, close_cell, the reads, pending, fail_pending, end_session (docs/protocol.md); public names."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ def session(store: ObservationStore) -> StoreSession:
     return handle
 
 
-# -- §4 public names ------------------------------------------------------------------------
+# -- public names -------------------------------------------------------------------------
 
 
 def test_the_public_names_of_section_4_are_importable() -> None:
-    # Exactly the two import statements of SPEC §4.
+    # Exactly the two import statements of the public API.
     from codemode_store import ImageItem, Observation, ObservationStore, Outcome, TextItem
     from codemode_store.errors import (
         AlreadyReleased,

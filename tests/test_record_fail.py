@@ -1,4 +1,4 @@
-"""SPEC §3 ``record`` and ``fail``: one test per rule, plus payload limits and wire input."""
+"""``record`` and ``fail`` (docs/protocol.md): one test per rule, plus payload limits and wire input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §3 ``release``: its eight cases, the tombstone it leaves, and its return value."""
+"""``release`` (docs/protocol.md): its cases, the tombstone it leaves, and its return value."""
 
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ def test_concurrent_releases_all_succeed_and_exactly_one_drops_the_payload(store
     assert sorted(results) == [False] * 5 + [True]
 
 
-# -- SPEC §7: the README states the contract ---------------------------------------------------
+# -- the README states the acknowledgement contract -------------------------------------------
 
 
 def test_the_readme_states_the_acknowledgement_contract_in_a_few_lines() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,7 @@ def test_gc_purges_only_sessions_idle_for_longer_than_the_age(store: Observation
 
     report = store.gc(WEEK)
 
-    assert [s.session_id for s in report.sessions] == ["old"]
+    assert [s.session_id for s in report.expired] == ["old"]
     assert report.cells == len(old_rows["cells"]) == 4
     assert report.observations == len(old_rows["observations"]) == 4
     assert report.rows == 8
@@ -49,6 +50,32 @@ def test_gc_purges_only_sessions_idle_for_longer_than_the_age(store: Observation
     assert not report.dry_run
     assert store.cells("old") == []
     assert rows_of(store, "fresh") == fresh_before
+
+
+def as_plain_json(value: object) -> object:
+    """Return a Python value as ``json`` would give it back: tuples as lists, times as ISO text."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_plain_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [as_plain_json(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+def test_gc_report_names_mean_the_same_in_python_and_in_json(store: ObservationStore, dry_run: bool) -> None:
+    for session_id in ("a", "b", "c"):
+        fill(store, session_id)
+    age(store, "a", 30)
+    age(store, "c", 10)
+
+    report = store.gc(WEEK, dry_run=dry_run)
+    as_json = json.loads(json.dumps(report.to_json()))
+
+    assert report.sessions == 2 and [s.session_id for s in report.expired] == ["a", "c"]
+    for key, value in as_json.items():
+        assert as_plain_json(getattr(report, key)) == value, key
 
 
 def test_gc_dry_run_reports_what_a_real_run_does_and_writes_nothing(store: ObservationStore) -> None:
@@ -63,8 +90,8 @@ def test_gc_dry_run_reports_what_a_real_run_does_and_writes_nothing(store: Obser
     assert dump(store) == before
     assert planned.dry_run
     done = store.gc(WEEK)
-    assert [s.session_id for s in planned.sessions] == ["a", "c"]
-    assert planned.sessions == done.sessions
+    assert [s.session_id for s in planned.expired] == ["a", "c"]
+    assert planned.expired == done.expired
     assert (planned.rows, planned.bytes_freed) == (done.rows, done.bytes_freed)
 
 
@@ -85,7 +112,7 @@ def test_gc_counts_every_kind_of_activity(store: ObservationStore, recent: str) 
     with store.engine.begin() as conn:
         conn.execute(text(recent), {"now": (now - timedelta(days=1)).timestamp() * 1_000_000 // 1})
 
-    assert store.gc(WEEK, now=now).sessions == ()
+    assert store.gc(WEEK, now=now).expired == ()
     assert len(store.cells("s")) == 4
 
 
@@ -93,10 +120,10 @@ def test_gc_uses_the_given_now_and_keeps_a_session_active_at_the_cutoff(store: O
     fill(store, "s")
     last = max(cell.last_activity for cell in store.cells("s"))
 
-    assert store.gc(WEEK, now=last + WEEK).sessions == ()
+    assert store.gc(WEEK, now=last + WEEK).expired == ()
     report = store.gc(WEEK, now=last + WEEK + timedelta(microseconds=1))
-    assert [s.session_id for s in report.sessions] == ["s"]
-    assert report.sessions[0].last_activity == last
+    assert [s.session_id for s in report.expired] == ["s"]
+    assert report.expired[0].last_activity == last
     assert report.cutoff == last + timedelta(microseconds=1)
 
 
@@ -126,8 +153,8 @@ def test_gc_keep_tombstones_drops_payloads_and_keeps_generations(store: Observat
     with pytest.raises(AlreadyReleased):
         s.begin("running", 0)
     # Nothing left to drop: a second run finds the session has nothing for it.
-    assert store.gc(WEEK, keep_tombstones=True, now=now + 2 * WEEK).sessions == ()
-    assert [x.session_id for x in store.gc(WEEK, now=now + 2 * WEEK).sessions] == ["s"]
+    assert store.gc(WEEK, keep_tombstones=True, now=now + 2 * WEEK).expired == ()
+    assert [x.session_id for x in store.gc(WEEK, now=now + 2 * WEEK).expired] == ["s"]
 
 
 def test_gc_rechecks_a_session_a_host_touched_after_the_scan(store: ObservationStore) -> None:
@@ -143,7 +170,7 @@ def test_gc_rechecks_a_session_a_host_touched_after_the_scan(store: ObservationS
 
     report = store.gc(WEEK, progress=host_touches_b)
 
-    assert [s.session_id for s in report.sessions] == ["a"]
+    assert [s.session_id for s in report.expired] == ["a"]
     assert report.skipped == ("b",)
     assert len(store.cells("b")) == 4
     assert store.session("b").get("running", 0).state == "retained"  # type: ignore[union-attr]
@@ -171,7 +198,7 @@ def test_gc_interrupted_midway_leaves_whole_sessions(store: ObservationStore) ->
 
 def test_gc_of_an_empty_store_reports_nothing(store: ObservationStore) -> None:
     report = store.gc(timedelta(0))
-    assert (report.sessions, report.rows, report.bytes_freed) == ((), 0, 0)
+    assert (report.expired, report.rows, report.bytes_freed) == ((), 0, 0)
     assert report.to_json()["sessions"] == 0
 
 

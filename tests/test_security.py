@@ -1,6 +1,6 @@
 """Security: private files, no SQL built from values, no password printed, no terminal injection.
 
-See README, "Security", for what the store does and does not protect against.
+See docs/security.md for what the store does and does not protect against.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC §6 on SQLite: WAL, busy timeout, synchronous, BEGIN IMMEDIATE, file modes, limits."""
+"""SQLite settings (docs/protocol.md): WAL, busy timeout, synchronous, BEGIN IMMEDIATE, file modes, limits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A stateful property test: the store against a small in-memory model of SPEC §3.
+"""A stateful property test: the store against a small in-memory model of docs/protocol.md.
 
 Hypothesis drives random operations on a few cells of two sessions (including
 reopening the store mid-run) and every result and every error class must agree
@@ -89,7 +89,7 @@ class ModelCell:
 
 
 class Model:
-    """SPEC §3 on plain dictionaries; each method returns a result or raises the spec's error."""
+    """The rules of docs/protocol.md on dictionaries; each method returns a result or raises an error."""
 
     def __init__(self) -> None:
         self.sessions: dict[str, dict[str, ModelCell]] = {}

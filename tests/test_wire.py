@@ -1,4 +1,4 @@
-"""The wire shape of SPEC §1: conversion both ways, and every malformed shape refused."""
+"""The wire shapes of docs/protocol.md: conversion both ways, and every malformed shape refused."""
 
 from __future__ import annotations
 
