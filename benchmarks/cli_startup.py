@@ -13,8 +13,9 @@ medians of whole-process wall times, the variants alternating round after round:
   first page of a listing does not grow with the store), plus the same first
   page read in process through ``inspection.iter_cells``.
 
-The command is ``python cli.py`` of this checkout (the module the installed
-``codemode-store`` script calls). Bytecode is written on a
+The command is the installed ``codemode-store`` script (this checkout's code:
+``PYTHONPATH`` puts it first), else an import of this checkout's ``cli``.
+Bytecode is written on a
 first, untimed run of every variant (``PYTHONDONTWRITEBYTECODE`` is dropped for
 the children): an installed package has its ``.pyc`` files too.
 """
@@ -47,12 +48,21 @@ def _environment() -> dict[str, str]:
 
 
 def command() -> list[str]:
-    """Return how to run this checkout's ``codemode-store``: ``python cli.py``.
+    """Return how to run this checkout's ``codemode-store``, as a person would.
 
-    The installed script is the same two lines around ``cli.main``, but it
-    imports the installed copy of the package, which may not be this checkout.
+    The installed script (an editable install serves this checkout, and
+    ``PYTHONPATH`` puts the checkout first in any case); without one, an
+    import of ``cli``. Never ``python cli.py``: a script run as ``__main__`` is
+    compiled anew every time, which no installed command pays.
     """
-    return [sys.executable, str(ROOT / "cli.py")]
+    script = Path(sys.executable).with_name("codemode-store")
+    if script.exists():
+        done = subprocess.run(
+            [str(script), "--version"], capture_output=True, env=_environment(), timeout=60, check=False
+        )
+        if done.returncode == 0:
+            return [str(script)]
+    return [sys.executable, "-c", "import sys; from cli import main; sys.argv[0] = 'codemode-store'; main()"]
 
 
 def _bare_count(path: Path) -> list[str]:
