@@ -36,11 +36,12 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import calls
+from . import calls, observe
 from .async_engine import build_async_engine, schema_url
 from .calls import DEFAULT_FAIL_TEXT, Call
 from .engine import READ_ONLY, Durability, to_url
 from .observation import CellSummary, Observation
+from .observe import AsyncRun
 from .store import DEFAULT_MAX_PAYLOAD_BYTES, ObservationStore, check_open_options, now_micros
 from .translate import errors_of_database
 from .validation import check_identifier
@@ -246,3 +247,18 @@ class AsyncStoreSession:
     async def cells(self) -> list[CellSummary]:
         """Return summaries of this session's cells."""
         return await self._store.cells(self.session_id)
+
+    async def observe(
+        self,
+        cell_id: str,
+        generation: int,
+        run: AsyncRun,
+        request: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """Answer observe request ``generation``: the replay, or ``run()`` (awaited if async) recorded.
+
+        The rules of ``StoreSession.observe``; ``asyncio.CancelledError`` too
+        fails the generation as ``"cancelled"`` (even if cancelled again while
+        failing it) and is re-raised.
+        """
+        return await observe.observe_async(self._store, self.session_id, cell_id, generation, run, request)

@@ -4,7 +4,8 @@ SQLite runs through ``aiosqlite`` and PostgreSQL through psycopg 3's async mode,
 whatever driver the URL names. A SQLite engine gets ``engine.py``'s own
 ``connect`` and ``begin`` listeners on its ``sync_engine``, so busy timeout,
 ``synchronous`` and ``BEGIN IMMEDIATE`` are set in one place for both front ends;
-a PostgreSQL one gets the sync engine's ``lock_timeout`` (``postgres_connect_args``).
+a PostgreSQL one gets the sync engine's timeouts (``postgres_connect_args``) and
+its check of pooled connections (``discard_dead_connections``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .dialects import postgres_connect_args
+from .dialects import discard_dead_connections, postgres_connect_args
 from .engine import Durability, configure_sqlite, is_memory, is_sqlite
 from .errors import DatabaseError, InvalidInput
 
@@ -56,9 +57,12 @@ def build_async_engine(url: URL, *, durability: Durability, busy_timeout: float)
     target = async_url(url)
     try:
         if not is_sqlite(target):
-            return create_async_engine(
-                target, pool_pre_ping=True, connect_args=postgres_connect_args(target, busy_timeout)
+            # As the sync engine: no pre-ping, dead connections discarded at checkout.
+            async_engine = create_async_engine(
+                target, connect_args=postgres_connect_args(target, busy_timeout)
             )
+            discard_dead_connections(async_engine.sync_engine.pool)
+            return async_engine
         engine = create_async_engine(target)
     except ImportError as exc:
         raise DatabaseError(

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from . import operations as ops
 from .errors import InvalidInput, StoreError
-from .observation import CellSummary, Observation
+from .observation import CellSummary, Observation, from_micros
 from .validation import canonical_request, check_generation, check_identifier, is_encodable
 from .wire import Outcome, encode_payload
 
@@ -30,11 +30,13 @@ __all__ = [
     "create_cell",
     "end_session",
     "fail",
+    "fail_observation",
     "fail_pending",
     "get",
     "history",
     "pending",
     "record",
+    "record_observation",
     "release",
 ]
 
@@ -193,3 +195,63 @@ def end_session(session_id: str) -> Call[int]:
     """Prepare ``end_session``."""
     session = check_identifier(session_id, "session_id")
     return Call(lambda conn, now: ops.end_session(conn, session), True, {"session_id": session})
+
+
+# -- record and fail for ``observe``: they return what they stored ------------------------
+
+
+def _stored(
+    key: dict[str, Any],
+    now: int,
+    payload: ops.PreparedPayload,
+    outcome: Outcome | None,
+    error_text: str | None,
+) -> Observation:
+    return Observation(
+        session_id=key["session_id"],
+        cell_id=key["cell_id"],
+        generation=key["generation"],
+        state="retained" if outcome is not None else "failed",
+        kind=None if outcome is None else outcome.kind,
+        outcome=outcome,
+        error_text=error_text,
+        payload_bytes=payload.size,
+        payload_sha256=payload.sha256.hex(),
+        recorded_at=from_micros(now),
+        released_at=None,
+    )
+
+
+def record_observation(
+    session_id: str, cell_id: str, generation: int, outcome: object, max_payload_bytes: int
+) -> Call[Observation]:
+    """Prepare ``record`` returning the observation it stored, built from what it wrote (no read).
+
+    For a generation the caller began: an idempotent retry of a record made
+    elsewhere would carry this call's time, not the stored one.
+    """
+    session, cell, g = _generation_key(session_id, cell_id, generation)
+    key = _keyed(session, cell, g)
+    value = _as_outcome(outcome, key)
+    payload = _payload(encode_payload(value), max_payload_bytes, key)
+
+    def run(conn: Connection, now: int) -> Observation:
+        ops.record(conn, now, session, cell, g, value, payload)
+        return _stored(key, now, payload, value, None)
+
+    return Call(run, True, key)
+
+
+def fail_observation(
+    session_id: str, cell_id: str, generation: int, error_text: str, max_payload_bytes: int
+) -> Call[Observation]:
+    """Prepare ``fail`` returning the failed observation it stored (no read)."""
+    session, cell, g = _generation_key(session_id, cell_id, generation)
+    key = _keyed(session, cell, g)
+    payload = _failure_payload(error_text, max_payload_bytes, key)
+
+    def run(conn: Connection, now: int) -> Observation:
+        ops.fail(conn, now, session, cell, g, payload)
+        return _stored(key, now, payload, None, error_text)
+
+    return Call(run, True, key)

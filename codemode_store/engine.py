@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from .dialects import postgres_connect_args
+from .dialects import discard_dead_connections, postgres_connect_args
 from .errors import DatabaseError, InvalidInput
 from .validation import is_encodable
 
@@ -85,9 +85,11 @@ def build_engine(
         raise InvalidInput(f"durability must be 'normal' or 'full', not {durability!r}")
     try:
         if url.get_backend_name() == "postgresql":
-            return create_engine(
-                url, pool_pre_ping=True, connect_args=postgres_connect_args(url, busy_timeout)
-            )
+            # No pre-ping (a round trip per transaction): dead connections are
+            # told apart at checkout without one, and discarded on error.
+            engine = create_engine(url, connect_args=postgres_connect_args(url, busy_timeout))
+            discard_dead_connections(engine.pool)
+            return engine
         if not is_sqlite(url):
             return create_engine(url, pool_pre_ping=True)
         if is_memory(url):

@@ -15,6 +15,7 @@ __all__ = [
     "CellClosed",
     "DatabaseBusy",
     "DatabaseError",
+    "DatabaseUnavailable",
     "DemoFailed",
     "DuplicateCell",
     "FutureGeneration",
@@ -120,6 +121,19 @@ class NotADatabase(DatabaseError):
 
 class DatabaseBusy(DatabaseError):
     """Another writer held the lock past the busy timeout (or a deadlock); retry with a back-off."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database server cannot be reached, or went away during the call; retry later.
+
+    Raised when the server refuses the connection, does not complete it within
+    the connect timeout, is shutting down or starting up, or the connection
+    breaks mid-call. A call that broke before it committed changed nothing; one
+    that broke while committing may have committed, and its retry gets the
+    rule's answer (a replay, ``AlreadyReleased``, an idempotent ``record``).
+    The same store object works again once the server is back: dead pooled
+    connections are discarded.
+    """
 
 
 class StoreNotFound(StoreError):

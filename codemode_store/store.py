@@ -18,12 +18,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from . import calls, integrity, retention, space
+from . import calls, integrity, observe, retention, space
 from .calls import DEFAULT_FAIL_TEXT, Call
 from .engine import READ_ONLY, Durability, IdleConnections, build_engine, to_url
 from .errors import InvalidInput
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
+from .observe import Run
 from .progress import Progress
 from .translate import errors_of_database
 from .validation import check_identifier
@@ -236,3 +237,21 @@ class StoreSession:
     def cells(self) -> list[CellSummary]:
         """Return summaries of this session's cells."""
         return self._store.cells(self.session_id)
+
+    def observe(
+        self,
+        cell_id: str,
+        generation: int,
+        run: Run,
+        request: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """Answer observe request ``generation``: the replay, or ``run()`` recorded (or failed).
+
+        ``run`` is called only when ``begin`` says to run the cell. Its
+        ``Outcome`` (or wire object) is recorded; an exception of ``run`` fails
+        the generation with ``"Type: message"`` and the failed observation is
+        returned; ``KeyboardInterrupt`` or ``SystemExit`` fails it as
+        ``"cancelled"`` and is re-raised; anything else ``run`` returns fails
+        it and raises ``InvalidInput``. The generation never stays pending.
+        """
+        return observe.observe(self._store, self.session_id, cell_id, generation, run, request)

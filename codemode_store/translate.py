@@ -1,8 +1,9 @@
 """The one boundary where driver errors become ``StoreError`` subclasses.
 
 No SQLAlchemy or DB-API exception leaves the public API: each is re-raised as
-:class:`DatabaseBusy`, :class:`NotADatabase` or :class:`DatabaseError`, with
-the key of the operation and the driver's own words, chained with ``from``.
+:class:`DatabaseUnavailable`, :class:`DatabaseBusy`, :class:`NotADatabase` or
+:class:`DatabaseError`, with the key of the operation and the driver's own
+words, chained with ``from``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Iterator
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from .dialects import POSTGRES_BUSY_SQLSTATES
-from .errors import DatabaseBusy, DatabaseError, NotADatabase, StoreError
+from .dialects import POSTGRES_BUSY_SQLSTATES, is_server_unavailable
+from .errors import DatabaseBusy, DatabaseError, DatabaseUnavailable, NotADatabase, StoreError
 
 __all__ = ["errors_of_database", "translate"]
 
@@ -34,7 +35,11 @@ def translate(exc: SQLAlchemyError | sqlite3.Error, **key: object) -> StoreError
     words = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
     lowered = words.lower()
     error_class: type[DatabaseError] = DatabaseError
-    if getattr(original, "sqlstate", None) in POSTGRES_BUSY_SQLSTATES:
+    invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if is_server_unavailable(original, invalidated):
+        error_class = DatabaseUnavailable
+        words = f"the database server is unreachable or went away: {words} (retry once it is back)"
+    elif getattr(original, "sqlstate", None) in POSTGRES_BUSY_SQLSTATES:
         error_class = DatabaseBusy
         words = f"{words} (a concurrent writer held the rows; the operation may be retried)"
     elif any(marker in lowered for marker in _BUSY):

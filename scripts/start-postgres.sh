@@ -2,6 +2,7 @@
 # Start a throwaway PostgreSQL cluster for the tests, or stop one.
 #
 #   eval "$(scripts/start-postgres.sh)"      # start; exports the URL the tests read
+#   scripts/start-postgres.sh start --durable  # same, with fsync and synchronous commit on
 #   scripts/start-postgres.sh stop DIR       # stop it and delete DIR
 #
 # The cluster lives in a new temporary folder, listens on a free port of
@@ -60,7 +61,7 @@ stop_cluster() {
 }
 
 start_cluster() {
-    local bindir dir password port attempt
+    local durable=${1:-no} bindir dir password port attempt
     bindir=$(find_bindir)
     if [[ $(id -u) -eq 0 ]] && ! id "$SERVICE_USER" >/dev/null 2>&1; then
         useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$SERVICE_USER"
@@ -88,16 +89,28 @@ start_cluster() {
 local all all trust
 host  all all 127.0.0.1/32 scram-sha-256
 EOF
-    # A throwaway cluster for tests: skipping fsync makes CREATE DATABASE per test
-    # cheap. Committed data still survives a kill of any client or server process.
     cat >>"$dir/data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 max_connections = 200
+EOF
+    if [[ $durable == yes ]]; then
+        # For the server-loss campaign: a commit the client saw must survive a
+        # crash of the server, so every durability setting stays at its default.
+        cat >>"$dir/data/postgresql.conf" <<EOF
+fsync = on
+full_page_writes = on
+synchronous_commit = on
+EOF
+    else
+        # A throwaway cluster for tests: skipping fsync makes CREATE DATABASE per
+        # test cheap. Committed data still survives a kill of any client process.
+        cat >>"$dir/data/postgresql.conf" <<EOF
 fsync = off
 full_page_writes = off
 synchronous_commit = off
 EOF
+    fi
     for attempt in 1 2 3 4 5; do
         port=$(free_port)
         if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
@@ -121,7 +134,16 @@ EOF
 }
 
 case "${1:-start}" in
-    start) start_cluster ;;
+    start)
+        case "${2:-}" in
+            "") start_cluster no ;;
+            --durable) start_cluster yes ;;
+            *)
+                say "usage: $0 start [--durable]"
+                exit 2
+                ;;
+        esac
+        ;;
     stop)
         if [[ -z "${2:-}" ]]; then
             say "usage: $0 stop DIR"
@@ -130,7 +152,7 @@ case "${1:-start}" in
         stop_cluster "$2"
         ;;
     *)
-        say "usage: $0 [start | stop DIR]"
+        say "usage: $0 [start [--durable] | stop DIR]"
         exit 2
         ;;
 esac

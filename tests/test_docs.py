@@ -36,6 +36,7 @@ RUNNABLE_DOCS = [
     DOCS / "operations.md",
     DOCS / "security.md",
     DOCS / "development.md",
+    DOCS / "host.md",
 ]
 
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)

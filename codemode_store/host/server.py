@@ -1,0 +1,195 @@
+"""The wire-level host: the protocol's requests in, its answers out, every answer stored first.
+
+A :class:`Host` serves one Core session from an :class:`ObservationStore` and a
+:class:`~codemode_store.host.runtime.Runtime`. Requests and answers are JSON
+objects (see docs/host.md)::
+
+    {"id": 1, "op": "create", "cell_id": "c1", "source": "echo hi"}
+    {"id": 2, "op": "observe", "cell_id": "c1", "generation": 0, "yield_time_ms": 500}
+    {"id": 3, "op": "release", "cell_id": "c1", "generation": 0}
+    {"id": 4, "op": "close", "cell_id": "c1"}
+
+    {"id": 2, "ok": {"type": "completed", "cell_id": "c1", "content_items": [...], "error_text": null}}
+    {"id": 3, "error": {"code": "UnknownCell", "message": "session 'core', cell 'c9', ...: ..."}}
+
+An observe answer is the stored outcome exactly as ``Outcome.to_wire`` gives it;
+a generation that failed answers (and replays) ``ObservationFailed`` with its
+error text; a rule of the store that refuses a request answers with the rule's
+name. The observe request, less its ``id``, is stored with the generation, so a
+retry that differs (another ``yield_time_ms``) is ``GenerationConflict``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO, Any
+
+from ..errors import InvalidInput, StoreError
+from ..observe import failure_text
+from ..store import ObservationStore
+from ..wire import Outcome
+from .runtime import Runtime
+
+__all__ = [
+    "DEFAULT_YIELD_TIME_MS",
+    "MAX_YIELD_TIME_MS",
+    "OBSERVATION_FAILED",
+    "RESTART_TEXT",
+    "RUNTIME_FAILURE",
+    "Host",
+    "serve",
+]
+
+#: The error text of generations a previous host left pending (``fail_pending`` on start).
+RESTART_TEXT = "host restarted: the observation was interrupted"
+#: The error code of an observe whose generation failed (it replays as the same error).
+OBSERVATION_FAILED = "ObservationFailed"
+#: The error code of a runtime that raised outside an observe (for example, create).
+RUNTIME_FAILURE = "RuntimeFailure"
+DEFAULT_YIELD_TIME_MS = 10_000
+MAX_YIELD_TIME_MS = 3_600_000
+
+#: op -> (required fields, optional fields), besides ``id`` and ``op``.
+_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "create": (frozenset({"cell_id", "source"}), frozenset()),
+    "observe": (frozenset({"cell_id", "generation"}), frozenset({"yield_time_ms", "terminate"})),
+    "release": (frozenset({"cell_id", "generation"}), frozenset()),
+    "close": (frozenset({"cell_id"}), frozenset()),
+}
+
+
+class _Refused(Exception):
+    """An error answer that is not a store error: a failed generation, a runtime failure."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Host:
+    """Answer one Core session's requests from a store and a runtime."""
+
+    def __init__(
+        self,
+        store: ObservationStore,
+        runtime: Runtime,
+        session_id: str = "default",
+        *,
+        on_run: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """Serve ``session_id``; ``on_run(cell_id, generation)`` is told before the runtime runs one."""
+        self._store = store
+        self._session = store.session(session_id)
+        self._runtime = runtime
+        self._on_run = on_run
+
+    @property
+    def session_id(self) -> str:
+        """The Core session this host serves."""
+        return self._session.session_id
+
+    def start(self) -> int:
+        """Fail what a previous host left pending (it replays as an error); return how many."""
+        return self._store.fail_pending(RESTART_TEXT)
+
+    def handle(self, message: object) -> dict[str, Any]:
+        """Return the answer envelope of one request envelope; never raises for a bad request."""
+        request_id = message.get("id") if isinstance(message, Mapping) else None
+        try:
+            result = self._dispatch(message)
+        except _Refused as refused:
+            return {"id": request_id, "error": {"code": refused.code, "message": refused.message}}
+        except StoreError as exc:
+            return {"id": request_id, "error": {"code": type(exc).__name__, "message": str(exc)}}
+        except Exception as exc:  # a runtime's own failure must not stop the host
+            return {"id": request_id, "error": {"code": RUNTIME_FAILURE, "message": failure_text(exc)}}
+        return {"id": request_id, "ok": result}
+
+    def handle_line(self, line: bytes | str) -> str:
+        """Return the JSON answer line (no newline) of one JSON request line."""
+        try:
+            message = json.loads(line)
+        except ValueError as exc:
+            answer = {"id": None, "error": {"code": "InvalidInput", "message": f"not a JSON object: {exc}"}}
+        else:
+            answer = self.handle(message)
+        return json.dumps(answer, separators=(",", ":"))
+
+    def _dispatch(self, message: object) -> Any:
+        if not isinstance(message, Mapping):
+            raise InvalidInput(f"a request must be a JSON object, not {type(message).__name__}")
+        op = message.get("op")
+        if not isinstance(op, str) or op not in _FIELDS:
+            raise InvalidInput(f"unknown op {op!r}; one of {', '.join(_FIELDS)}")
+        request = {key: value for key, value in message.items() if key != "id"}
+        _check_fields(op, request)
+        cell_id = request["cell_id"]
+        if op == "create":
+            return self._create(cell_id, request["source"])
+        if op == "observe":
+            return self._observe(cell_id, request)
+        if op == "release":
+            return {"released": self._session.release(cell_id, request["generation"])}
+        return self._close(cell_id)
+
+    def _create(self, cell_id: str, source: object) -> dict[str, Any]:
+        if not isinstance(source, str):
+            raise InvalidInput(f"source must be a string, not {type(source).__name__}", cell_id=cell_id)
+        # The store first: a retried create is DuplicateCell and never starts a second process.
+        self._session.create_cell(cell_id)
+        self._runtime.create(cell_id, source)
+        return {"cell_id": cell_id}
+
+    def _observe(self, cell_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        generation = request["generation"]
+        yield_time_ms = request.get("yield_time_ms", DEFAULT_YIELD_TIME_MS)
+        terminate = request.get("terminate", False)
+        if isinstance(yield_time_ms, bool) or not isinstance(yield_time_ms, int):
+            raise InvalidInput("yield_time_ms must be an integer", cell_id=cell_id)
+        if not 0 <= yield_time_ms <= MAX_YIELD_TIME_MS:
+            raise InvalidInput(f"yield_time_ms must be within 0..{MAX_YIELD_TIME_MS}", cell_id=cell_id)
+        if not isinstance(terminate, bool):
+            raise InvalidInput("terminate must be true or false", cell_id=cell_id)
+
+        def run() -> Outcome:
+            if self._on_run is not None:
+                self._on_run(cell_id, generation)
+            if terminate:
+                return self._runtime.terminate(cell_id)
+            return self._runtime.observe(cell_id, yield_time_ms)
+
+        observation = self._session.observe(cell_id, generation, run, request=request)
+        if observation.outcome is None:
+            raise _Refused(OBSERVATION_FAILED, observation.error_text or "")
+        return observation.outcome.to_wire(cell_id)
+
+    def _close(self, cell_id: str) -> dict[str, Any]:
+        # The store first: an unknown cell is refused before anything is stopped.
+        self._session.close_cell(cell_id)
+        self._runtime.terminate(cell_id)
+        return {"closed": cell_id}
+
+
+def _check_fields(op: str, request: Mapping[str, Any]) -> None:
+    required, optional = _FIELDS[op]
+    keys = set(request) - {"op"}
+    absent = required - keys
+    if absent:
+        raise InvalidInput(f"{op} lacks {', '.join(sorted(absent))}")
+    unknown = keys - required - optional
+    if unknown:
+        raise InvalidInput(f"{op} has unknown fields {', '.join(sorted(repr(k) for k in unknown))}")
+
+
+def serve(host: Host, requests: Iterable[bytes], answers: IO[bytes]) -> int:
+    """Answer JSON request lines with JSON answer lines, one each, until the input ends; return the count."""
+    count = 0
+    for line in requests:
+        if not line.strip():
+            continue
+        answers.write(host.handle_line(line).encode("ascii") + b"\n")
+        answers.flush()
+        count += 1
+    return count
