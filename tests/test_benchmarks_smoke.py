@@ -36,7 +36,7 @@ def test_a_tiny_run_prints_the_table_and_writes_json_with_no_errors(
     rows = report["rows"]
     workloads = " ".join(row["workload"] for row in rows)
     expected_workloads = ("host loop", "get, 1e2 rows", "begin (replay), 300 rows", "record + get, 4 KB")
-    for expected in (*expected_workloads, "open", "contention"):
+    for expected in (*expected_workloads, "open", "contention", "CLI --version", "CLI cells --limit 50"):
         assert expected in workloads
     for row in rows:
         assert set(row) == {"workload", "measure", "store", "baseline", "baseline_value", "ratio"} | {
