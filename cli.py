@@ -2,272 +2,602 @@
 
 A thin layer: each command opens the store, makes one library call and prints.
 A ``StoreError`` becomes one ``error: ...`` line on stderr and exit status 1,
-in one place (:class:`StoreGroup`); click's usage errors exit with status 2.
+in one place (:class:`StoreGroup`); a usage error is one ``error: ...`` line
+too, with exit status 2.
+
+Start-up matters (a person types these commands): this module imports only
+click and the package's light modules at start; SQLAlchemy is imported by the
+commands that open a store, Alembic only by those that migrate.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import os
+import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from datetime import timedelta
-from pathlib import Path
-from typing import IO, Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta  # click imports datetime anyway
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
-from sqlalchemy.exc import SAWarning
 
-from codemode_store import ObservationStore, __version__, admin, display, inspection
-from codemode_store.demo import DEFAULT_DEMO_DB, run_demo
-from codemode_store.errors import StoreError
-from codemode_store.migrate import HEAD_REVISION
-from codemode_store.progress import Progress
-from codemode_store.retention import parse_age
-from codemode_store.validation import MAX_GENERATION
+from codemode_store import __version__
+from codemode_store.errors import DatabaseError, SchemaError, StoreError, StoreNotFound
+
+# Only click and the package's error classes are imported at start: the rest
+# (SQLAlchemy above all) is imported by the commands that need it, so that
+# --version, --help and usage errors answer at once.
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from click.shell_completion import CompletionItem
+
+    from codemode_store import ObservationStore, display
+    from codemode_store.progress import Progress
 
 DEFAULT_DB = "codemode-store.db"
+#: The demo's default file (kept equal to ``codemode_store.demo.DEFAULT_DEMO_DB`` by a test).
+DEFAULT_DEMO_DB = "codemode-store-demo.db"
+ENVIRONMENT_VARIABLE = "CODEMODE_STORE_URL"
+FORMATS = ("table", "json", "jsonl", "csv", "tsv")
+#: A ``gc`` age below this (in seconds) purges sessions that may be in use: it needs ``--yes``.
+LIVE_AGE_SECONDS = 3600
+#: The largest generation (``codemode_store.validation.MAX_GENERATION``; a test keeps them equal).
+MAX_GENERATION = 2**63 - 1
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# ctx.meta key of a --db given after the command name (ctx.meta is shared by the chain).
+_DB_AFTER = "codemode_store.db_after_command"
+
+
+# -- colour -------------------------------------------------------------------------------------
+
+
+def _is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _colour(terminal: bool) -> bool:
+    """Tell whether to colour a stream: only a terminal, and never when NO_COLOR is set."""
+    return terminal and not os.environ.get("NO_COLOR")
+
+
+_STATE_COLOURS = {"pending": "yellow", "failed": "red", "retained": "green", "released": "bright_black"}
+
+
+def _paint_state(text: str) -> str:
+    colour = _STATE_COLOURS.get(text.strip())
+    return click.style(text, fg=colour) if colour else text
+
+
+# -- errors -------------------------------------------------------------------------------------
 
 
 class StoreFailure(click.ClickException):
     """A ``StoreError`` shown as one ``error:`` line (exit status 1)."""
 
     def show(self, file: IO[Any] | None = None) -> None:
+        """Print the error line on stderr, ``error:`` in red on a terminal."""
+        _error_line(self.format_message())
+
+
+class UsageLine(click.UsageError):
+    """A usage error shown as one ``error:`` line naming the help to read (exit status 2)."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
         """Print the error line on stderr."""
-        click.echo(f"error: {self.format_message()}", err=True)
+        where = f" (see: {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        _error_line(f"{self.format_message()}{where}")
+
+
+def _error_line(message: str) -> None:
+    colour = _colour(_stderr_is_terminal())
+    label = click.style("error:", fg="red", bold=True) if colour else "error:"
+    click.echo(f"{label} {message}", err=True, color=colour)
+
+
+def _one_line(exc: click.UsageError) -> UsageLine:
+    if isinstance(exc, UsageLine):
+        return exc
+    return UsageLine(exc.format_message(), exc.ctx)
+
+
+def _terminal_columns() -> int:
+    """Return the terminal's width as ``shutil.get_terminal_size`` would (COLUMNS first, else 80)."""
+    with contextlib.suppress(ValueError):
+        columns = int(os.environ.get("COLUMNS", "0"))
+        if columns > 0:
+            return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class StoreContext(click.Context):
+    """A context whose help formatter measures the terminal without importing ``shutil``."""
+
+    def make_formatter(self) -> click.HelpFormatter:
+        """Return click's formatter at click's width (shutil and the compressors it imports cost ~3 ms)."""
+        width = self.terminal_width
+        if width is None:
+            width = max(min(_terminal_columns(), self.max_content_width or 80) - 2, 50)
+        return click.HelpFormatter(width=width, max_width=self.max_content_width)
+
+
+class StoreCommand(click.Command):
+    """A command whose usage errors name it, so that the one error line points to its help."""
+
+    context_class = StoreContext
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the arguments; a usage error the parser raised without a context gets this one."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
+            raise
 
 
 class StoreGroup(click.Group):
-    """The command group that turns every ``StoreError`` into a :class:`StoreFailure`."""
+    """The command group: every error is one line, a store error names its database."""
+
+    context_class = StoreContext
+    command_class = StoreCommand
+    group_class = type  # subgroups (``db``) are StoreGroups too
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the group's own options; a usage error is one line."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; report a store error in one line, password and controls escaped.
 
         Any other exception (a driver or environment surprise the library did
         not foresee) is reported the same way, named by its type, rather than as
-        a traceback; click's own exceptions (usage errors, exit) pass through.
-        SQLAlchemy's warnings (for example about an unknown URL option) are
-        silenced: the command's output is its result or one error line.
+        a traceback; click's own exit and abort pass through. SQLAlchemy's
+        warnings (for example about an unknown URL option) are silenced: the
+        command's output is its result or one error line.
         """
-        target = str(ctx.params.get("target") or "")
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SAWarning)
+                # By message module, not SAWarning: importing sqlalchemy.exc
+                # would load SQLAlchemy for commands that never open a store.
+                warnings.filterwarnings("ignore", module=r"sqlalchemy(\.|$)")
+                _silence_sqlalchemy_warnings()
                 return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
         except StoreError as exc:
-            raise StoreFailure(display.escape(admin.hide_password(str(exc), target))) from exc
+            raise StoreFailure(_safe(_store_message(exc))) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
-            message = f"unexpected {type(exc).__name__}: {exc}"
-            raise StoreFailure(display.escape(admin.hide_password(message, target))) from exc
+            raise StoreFailure(_safe(f"unexpected {type(exc).__name__}: {exc}")) from exc
+
+
+def _silence_sqlalchemy_warnings() -> None:
+    """Ignore SAWarning once SQLAlchemy is loaded (it is loaded lazily, by the command)."""
+    exc_module = sys.modules.get("sqlalchemy.exc")
+    if exc_module is not None:
+        warnings.simplefilter("ignore", exc_module.SAWarning)
+
+
+def _safe(message: str) -> str:
+    """Return ``message`` with the database password hidden and control characters escaped."""
+    from codemode_store.display import escape
+
+    target = _target_or_none()
+    if target is not None and "://" in target:
+        from codemode_store.admin import hide_password
+
+        message = hide_password(message, target)
+    return escape(message)
+
+
+def _store_message(exc: StoreError) -> str:
+    if isinstance(exc, (DatabaseError, SchemaError, StoreNotFound)):
+        return _name_database(str(exc))
+    return str(exc)
+
+
+# -- which database -----------------------------------------------------------------------------
+
+
+def _target_or_none() -> str | None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    after = ctx.meta.get(_DB_AFTER)
+    if after is not None:
+        return str(after)
+    value = ctx.find_root().params.get("target")
+    return None if value is None else str(value)
 
 
 def _target() -> str:
-    return str(click.get_current_context().find_root().params["target"])
+    target = _target_or_none()
+    assert target is not None
+    return target
+
+
+def _source() -> str:
+    """Say where the database came from: ``--db``, the environment, or the default."""
+    ctx = click.get_current_context()
+    if ctx.meta.get(_DB_AFTER) is not None:
+        return "from --db"
+    source = ctx.find_root().get_parameter_source("target")
+    if source == ParameterSource.ENVIRONMENT:
+        return f"from {ENVIRONMENT_VARIABLE}"
+    if source in (ParameterSource.DEFAULT, None):
+        return f"the default: no --db given and {ENVIRONMENT_VARIABLE} unset"
+    return "from --db"
+
+
+def _shown(target: str) -> str:
+    """Return the database as it may be printed: a path as given, a URL without its password."""
+    if "://" not in target:
+        return target
+    from codemode_store.admin import hide_password
+
+    try:
+        from sqlalchemy import make_url
+
+        return make_url(target).render_as_string(hide_password=True)
+    except Exception:
+        return hide_password(target, target)
+
+
+def _name_database(message: str) -> str:
+    """Return an error about the database naming it and where it came from (``--db`` or the environment)."""
+    target = _target_or_none()
+    if target is None:
+        return message
+    where, source = _shown(target), _source()
+    message = message.replace("database error: ", "", 1)
+    quoted = repr(where)
+    if where and quoted in message:
+        message = message.replace(quoted, f"{quoted} ({source})", 1)
+    elif where and where in message:
+        message = message.replace(where, f"{where} ({source})", 1)
+    else:
+        message = f"database {where} ({source}): {message}"
+    if source.startswith("the default") and os.path.isfile(DEFAULT_DEMO_DB):
+        message += f"; the demo's database is here: --db {DEFAULT_DEMO_DB}"
+    return message
+
+
+def _remember_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_DB_AFTER] = value
+
+
+def _db_after_command(function: F) -> F:
+    """Accept ``--db`` after the command name too (``codemode-store cells --db x.db``)."""
+    option = click.option(
+        "--db",
+        "db_after_command",
+        metavar="PATH_OR_URL",
+        expose_value=False,
+        callback=_remember_db,
+        help="The store (may also stand before the command name).",
+    )
+    return option(function)
+
+
+def _admin() -> ModuleType:
+    """Import ``codemode_store.admin`` (and so SQLAlchemy), its warnings silenced for the command."""
+    from codemode_store import admin
+
+    _silence_sqlalchemy_warnings()
+    return admin
+
+
+@contextlib.contextmanager
+def _naming_the_database() -> Iterator[None]:
+    """Name the database, and where it came from, in any store error raised while opening it."""
+    try:
+        yield
+    except StoreError as exc:
+        raise StoreFailure(_safe(_name_database(str(exc)))) from exc
 
 
 def _open() -> ObservationStore:
     """Open the store named by ``--db`` (never creating one), closed when the command ends."""
-    store = admin.open_existing(_target())
+    admin = _admin()
+    with _naming_the_database():
+        store: ObservationStore = admin.open_existing(_target())
     click.get_current_context().call_on_close(store.close)
     return store
 
 
-def _print_json(value: object) -> None:
-    click.echo(json.dumps(value, indent=2))
+# -- options and argument types -------------------------------------------------------------------
+
+
+class WholeNumber(click.ParamType[int]):
+    """A plain whole number in a range: ASCII digits only (no sign, ``_``, spaces or other scripts)."""
+
+    name = "integer"
+
+    def __init__(self, low: int, high: int, what: str) -> None:
+        """Accept ``low`` ≤ n ≤ ``high``; ``what`` names the value in messages."""
+        self.low, self.high, self.what = low, high, what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """Return the number; a usage error (exit 2) unless ``value`` is plain digits in range."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value)
+            if re.fullmatch(r"[0-9]+", text) is None:
+                self.fail(f"{text!r} is not {self.what}: {self._rule()}", param, ctx)
+            number = int(text)
+        if not self.low <= number <= self.high:
+            self.fail(f"{number} is out of range: {self._rule()}", param, ctx)
+        return number
+
+    def _rule(self) -> str:
+        return f"{self.what} is a plain whole number from {self.low} to {self.high}"
+
+
+_GENERATION = WholeNumber(0, MAX_GENERATION, "a generation")
+_LIMIT = WholeNumber(1, MAX_GENERATION, "a limit")
+_NEGATIVE = re.compile(r"-[0-9]")
+
+
+class GenerationCommand(StoreCommand):
+    """A command with a GEN argument: ``-1`` is a negative generation, not an unknown option."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Refuse a negative number with a message about generations, before click reads options."""
+        for arg in args:
+            if arg == "--":
+                break
+            if _NEGATIVE.match(arg):
+                raise click.BadParameter(
+                    f"{arg!r} is not a generation: {_GENERATION._rule()}", ctx, param_hint="'GEN'"
+                )
+        return super().parse_args(ctx, args)
 
 
 def _json_option(function: F) -> F:
-    option = click.option("--json", "as_json", is_flag=True, help="Print JSON only (keys: see README).")
+    option = click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
     return option(function)
 
 
-_GENERATION = click.IntRange(0, MAX_GENERATION)
+def _listing_options(function: F) -> F:
+    """Add ``--limit``, ``--format`` and ``--json`` (meaning ``--format json``)."""
+    options = [
+        click.option("--limit", type=_LIMIT, metavar="N", help="Stop after N rows."),
+        click.option(
+            "--format",
+            "output_format",
+            type=click.Choice(FORMATS),
+            help="table (default), json (one array), jsonl (one object a line), csv or tsv.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
 
 
-@click.group(cls=StoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--db",
-    "target",
-    envvar="CODEMODE_STORE_URL",
-    default=DEFAULT_DB,
-    show_default=True,
-    show_envvar=True,
-    metavar="PATH_OR_URL",
-    help="The store: a SQLite file path or a SQLAlchemy URL.",
-)
-@click.version_option(__version__, prog_name="codemode-store")
-def main(target: str) -> None:
-    """Inspect and manage what a code-mode host's store retains.
-
-    \b
-    Example:
-      codemode-store demo
-      codemode-store --db host.db cells --session thread-1
-    """
+def _output_format(output_format: str | None, as_json: bool) -> str:
+    if as_json and output_format not in (None, "json"):
+        raise click.UsageError(f"--json means --format json; it cannot go with --format {output_format}")
+    return "json" if as_json else output_format or "table"
 
 
-@main.command()
-@_json_option
-def sessions(as_json: bool) -> None:
-    """List sessions with cell counts and retained bytes.
-
-    Per session: cells (and open ones), observations, retained bytes, last activity.
-
-    \b
-    Example:
-      codemode-store --db host.db sessions
-    """
-    found = inspection.sessions(_open())
-    if as_json:
-        _print_json([inspection.record(s) for s in found])
-    else:
-        click.echo(display.sessions_table(found))
-
-
-@main.command()
-@click.option("--session", "session_id", metavar="SESSION", help="Only the cells of this session.")
-@_json_option
-def cells(session_id: str | None, as_json: bool) -> None:
-    """List cells with their last generation and retained bytes.
-
-    Per cell: open or closed, last generation with its state and kind,
-    observations, retained bytes, last activity.
-
-    \b
-    Example:
-      codemode-store --db host.db cells --session thread-1
-    """
-    found = _open().cells(session_id)
-    if as_json:
-        _print_json([inspection.record(c) for c in found])
-    else:
-        click.echo(display.cells_table(found))
-
-
-@main.command()
-@click.argument("session_id", metavar="SESSION")
-@click.argument("cell_id", metavar="CELL")
-@_json_option
-def history(session_id: str, cell_id: str, as_json: bool) -> None:
-    """Show every generation of one cell.
-
-    Per generation: state, kind, bytes, recorded and released times.
-
-    \b
-    Example:
-      codemode-store --db host.db history thread-1 cell-1
-    """
-    found = _open().session(session_id).history(cell_id)
-    if as_json:
-        _print_json([inspection.record(o) for o in found])
-    else:
-        click.echo(display.history_table(found))
-
-
-@main.command()
-@click.argument("session_id", metavar="SESSION")
-@click.argument("cell_id", metavar="CELL")
-@click.argument("generation", metavar="[GEN]", type=_GENERATION, required=False)
-@_json_option
-def show(session_id: str, cell_id: str, generation: int | None, as_json: bool) -> None:
-    """Show one generation: its payload, or its tombstone.
-
-    GEN defaults to the cell's last generation. Text items are printed (control
-    characters escaped), images summarised (media type, decoded size, detail); a
-    released generation shows its tombstone, a failed one its error text.
-
-    With --json, print the retained outcome exactly as on the wire; a generation
-    that holds no outcome (pending, failed, released) is then an error.
-
-    \b
-    Example:
-      codemode-store --db host.db show thread-1 cell-1 2
-    """
-    found = inspection.observation(_open(), session_id, cell_id, generation)
-    if as_json:
-        _print_json(inspection.wire_outcome(found))
-    else:
-        click.echo(display.observation_text(found))
-
-
-@main.command()
-@click.argument("session_id", metavar="SESSION")
-@click.argument("cell_id", metavar="CELL")
-@click.argument("generation", metavar="GEN", type=_GENERATION)
-def release(session_id: str, cell_id: str, generation: int) -> None:
-    """Release a terminal generation (an acknowledgement).
-
-    The payload is dropped and a tombstone (kind, size, sha256, times) remains.
-
-    The rules are the API's: a pending, failed or non-terminal generation is
-    refused; releasing a tombstone again changes nothing.
-
-    \b
-    Example:
-      codemode-store --db host.db release thread-1 cell-1 2
-    """
-    dropped = _open().session(session_id).release(cell_id, generation)
-    where = f"session {display.quoted(session_id)}, cell {display.quoted(cell_id)}, generation {generation}"
-    click.echo(
-        f"{where}: " + ("released; the tombstone remains" if dropped else "already released; nothing changed")
-    )
-
-
-@main.command("end-session")
-@click.argument("session_id", metavar="SESSION")
-def end_session(session_id: str) -> None:
-    """Purge a session: its cells, payloads and tombstones.
-
-    \b
-    Example:
-      codemode-store --db host.db end-session thread-1
-    """
-    deleted = _open().end_session(session_id)
-    click.echo(f"session {display.quoted(session_id)}: ended; {deleted} observation(s) deleted")
-
-
-@main.command()
-@_json_option
-def stats(as_json: bool) -> None:
-    """Show the store's totals, file size and schema revision.
-
-    Sessions, cells, observations by state, retained bytes, the SQLite file's
-    size, and the schema revision against this version's head.
-
-    \b
-    Example:
-      codemode-store --db host.db stats --json
-    """
-    found = inspection.stats(_open())
-    if as_json:
-        _print_json(inspection.record(found))
-    else:
-        click.echo(display.stats_text(found))
-
-
-class _Age(click.ParamType[timedelta]):
-    """An age such as ``7d``: a whole number and s, m, h, d or w."""
+class Age(click.ParamType[timedelta]):
+    """An age such as ``7d``: a plain whole number and s, m, h, d or w."""
 
     name = "age"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
-        """Return the timedelta of ``value``; a usage error (exit 2) if it is not an age."""
+        """Return the timedelta of ``value``; a usage error (exit 2) if it is not a usable age."""
         if isinstance(value, timedelta):
             return value
+        text = str(value)
+        if re.fullmatch(r"[0-9]+[smhdw]", text) is None:
+            self.fail(f"an age is a plain whole number and a unit (s, m, h, d or w), like 7d; not {text!r}")
+        from codemode_store.retention import parse_age
+
         try:
-            return parse_age(str(value))
+            age = parse_age(text)
+            datetime.now(UTC) - age  # the cutoff must be a date
         except StoreError as exc:
             self.fail(exc.detail, param, ctx)
+        except OverflowError:
+            self.fail(f"the age {text!r} reaches back before the year 1: give a smaller one", param, ctx)
+        return age
 
 
-def _is_terminal() -> bool:
-    return sys.stdout.isatty()
+# -- shell completion -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _completion_store(ctx: click.Context) -> Iterator[ObservationStore]:
+    from codemode_store import admin
+
+    target = ctx.meta.get(_DB_AFTER) or ctx.find_root().params.get("target") or DEFAULT_DB
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = admin.open_existing(str(target))
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def _complete_session(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Complete a session id from the store (nothing when there is none to read)."""
+    from click.shell_completion import CompletionItem
+
+    from codemode_store import inspection
+
+    try:
+        with _completion_store(ctx) as store:
+            return [CompletionItem(name) for name in inspection.session_ids(store, incomplete)]
+    except Exception:
+        return []
+
+
+def _complete_cell(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Complete a cell id of the session given before it on the command line."""
+    from click.shell_completion import CompletionItem
+
+    from codemode_store import inspection
+
+    session = ctx.params.get("session_id")
+    if not session:
+        return []
+    try:
+        with _completion_store(ctx) as store:
+            return [CompletionItem(name) for name in inspection.cell_ids(store, str(session), incomplete)]
+    except Exception:
+        return []
+
+
+def _session_argument(function: F) -> F:
+    return click.argument("session_id", metavar="SESSION", shell_complete=_complete_session)(function)
+
+
+def _cell_argument(function: F) -> F:
+    return click.argument("cell_id", metavar="CELL", shell_complete=_complete_cell)(function)
+
+
+# -- output -------------------------------------------------------------------------------------------
+
+
+def _print_json(value: object) -> None:
+    import json
+
+    click.echo(json.dumps(value, indent=2))
+
+
+def _csv_value(value: object) -> str:
+    from codemode_store.display import escape
+
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return escape(str(value))
+
+
+def _print_listing(
+    records: Iterator[Any],
+    output_format: str,
+    columns: display.Columns,
+    row: Callable[[Any], list[str]],
+    keys: tuple[str, ...],
+) -> None:
+    """Print records as they come, in one of ``FORMATS``."""
+    import json
+    import shutil
+    from itertools import chain
+
+    from codemode_store import display
+    from codemode_store.inspection import record
+
+    first = next(records, None)  # errors of the query come before any output
+    if first is None:
+        if output_format == "table":
+            click.echo(columns.empty)
+        elif output_format == "json":
+            click.echo("[]")
+        elif output_format in ("csv", "tsv"):
+            _print_delimited([], keys, output_format)
+        return
+    every = chain([first], records)
+    if output_format == "table":
+        colour = _colour(_is_terminal())
+        width = shutil.get_terminal_size().columns if _is_terminal() else None
+        paint = {columns.state: _paint_state} if colour and columns.state is not None else None
+        lines = display.stream_table(
+            columns.headers, map(row, every), right=columns.right, max_width=width, paint=paint
+        )
+        for line in lines:
+            click.echo(line, color=colour)
+    elif output_format == "json":
+        _print_json_array(record(item) for item in every)
+    elif output_format == "jsonl":
+        for item in every:
+            click.echo(json.dumps(record(item)))
+    else:
+        _print_delimited((record(item) for item in every), keys, output_format)
+
+
+def _print_json_array(objects: Iterable[dict[str, Any]]) -> None:
+    """Print a JSON array one object at a time, exactly as ``json.dumps(list, indent=2)`` would."""
+    import json
+
+    click.echo("[")
+    previous: str | None = None
+    for item in objects:
+        if previous is not None:
+            click.echo(previous + ",")
+        previous = "\n".join("  " + line for line in json.dumps(item, indent=2).splitlines())
+    click.echo(f"{previous}\n]")
+
+
+def _print_delimited(objects: Iterable[dict[str, Any]], keys: tuple[str, ...], output_format: str) -> None:
+    """Print a header and one line a record; values escaped like the table's, absent values empty."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="," if output_format == "csv" else "\t", lineterminator="\n")
+
+    def flush() -> None:
+        click.echo(buffer.getvalue(), nl=False)
+        buffer.seek(0)
+        buffer.truncate()
+
+    writer.writerow(keys)
+    flush()
+    for item in objects:
+        writer.writerow([_csv_value(item[key]) for key in keys])
+        flush()
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask ``question`` when stdin is a terminal (not with ``--yes``); stop unless the answer is yes."""
+    if yes or not _stdin_is_terminal():
+        return
+    if not click.confirm(question, default=False):
+        raise StoreFailure("not confirmed; nothing was changed")
+
+
+def _yes_option(function: F) -> F:
+    option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    return option(function)
 
 
 @contextlib.contextmanager
@@ -285,34 +615,274 @@ def _progress(label: str, as_json: bool) -> Iterator[Progress | None]:
         yield advance
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+# -- the commands ---------------------------------------------------------------------------------------
+
+
+@click.group(cls=StoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "target",
+    envvar=ENVIRONMENT_VARIABLE,
+    default=DEFAULT_DB,
+    show_default=True,
+    show_envvar=True,
+    metavar="PATH_OR_URL",
+    help="The store: a SQLite file path or a SQLAlchemy URL (before or after the command name).",
+)
+@click.version_option(__version__, prog_name="codemode-store")
+def main(target: str) -> None:
+    """Inspect and manage what a code-mode host's store retains.
+
+    Every command has --help with an example. Listings take --format
+    (table, json, jsonl, csv, tsv) and --limit. Exit status: 0 success,
+    1 a store error, 2 a usage error.
+
+    \b
+    Example:
+      codemode-store demo
+      codemode-store --db host.db cells --session thread-1
+    """
+
+
+@main.command()
+@_listing_options
+@_db_after_command
+def sessions(limit: int | None, output_format: str | None, as_json: bool) -> None:
+    """List sessions with cell counts and retained bytes.
+
+    Per session: cells (and open ones), observations, retained bytes, last
+    activity; ordered by session id. Rows are printed as they are read.
+
+    \b
+    Example:
+      codemode-store --db host.db sessions --limit 20
+    """
+    from codemode_store import display, inspection
+
+    chosen = _output_format(output_format, as_json)
+    found = inspection.iter_sessions(_open(), limit=limit)
+    keys = inspection.RECORD_KEYS[inspection.SessionSummary]
+    _print_listing(found, chosen, display.SESSION_COLUMNS, display.session_row, keys)
+
+
+@main.command()
+@click.option(
+    "--session",
+    "session_id",
+    metavar="SESSION",
+    shell_complete=_complete_session,
+    help="Only the cells of this session.",
+)
+@click.option(
+    "--state",
+    type=click.Choice(("pending", "failed", "retained", "released")),
+    help="Only the cells whose last generation is in this state.",
+)
+@click.option("--closed/--open", "closed", default=None, help="Only closed, or only open, cells.")
+@_listing_options
+@_db_after_command
+def cells(
+    session_id: str | None,
+    state: str | None,
+    closed: bool | None,
+    limit: int | None,
+    output_format: str | None,
+    as_json: bool,
+) -> None:
+    """List cells with their last generation and retained bytes.
+
+    Per cell: open or closed, last generation with its state and kind,
+    observations, retained bytes, last activity; ordered by session id, then
+    cell id. Rows are printed as they are read, so the first ones come at once
+    however large the store.
+
+    \b
+    Example:
+      codemode-store --db host.db cells --session thread-1 --state retained
+      codemode-store --db host.db cells --open --limit 50 --format csv
+    """
+    from codemode_store import display, inspection
+
+    chosen = _output_format(output_format, as_json)
+    found = inspection.iter_cells(
+        _open(),
+        session_id=session_id,
+        state=state,  # type: ignore[arg-type]  # click.Choice checked it
+        closed=closed,
+        limit=limit,
+    )
+    keys = inspection.RECORD_KEYS[inspection.CellSummary]
+    _print_listing(found, chosen, display.CELL_COLUMNS, display.cell_row, keys)
+
+
+@main.command()
+@_session_argument
+@_cell_argument
+@_listing_options
+@_db_after_command
+def history(
+    session_id: str, cell_id: str, limit: int | None, output_format: str | None, as_json: bool
+) -> None:
+    """Show every generation of one cell.
+
+    Per generation: state, kind, bytes, recorded and released times.
+
+    \b
+    Example:
+      codemode-store --db host.db history thread-1 cell-1
+    """
+    from codemode_store import display, inspection
+
+    chosen = _output_format(output_format, as_json)
+    found = inspection.iter_history(_open(), session_id, cell_id, limit=limit)
+    keys = inspection.RECORD_KEYS[inspection.Observation]
+    _print_listing(found, chosen, display.HISTORY_COLUMNS, display.history_row, keys)
+
+
+@main.command(cls=GenerationCommand)
+@_session_argument
+@_cell_argument
+@click.argument("generation", metavar="[GEN]", type=_GENERATION, required=False)
+@_json_option
+@_db_after_command
+def show(session_id: str, cell_id: str, generation: int | None, as_json: bool) -> None:
+    """Show one generation: its payload, or its tombstone.
+
+    GEN defaults to the cell's last generation. Text items are printed (control
+    characters escaped), images summarised (media type, decoded size, detail); a
+    released generation shows its tombstone, a failed one its error text.
+
+    With --json, print the retained outcome exactly as on the wire; a generation
+    that holds no outcome (pending, failed, released) is then an error.
+
+    \b
+    Example:
+      codemode-store --db host.db show thread-1 cell-1 2
+    """
+    from codemode_store import display, inspection
+
+    found = inspection.observation(_open(), session_id, cell_id, generation)
+    if as_json:
+        _print_json(inspection.wire_outcome(found))
+    else:
+        click.echo(display.observation_text(found))
+
+
+@main.command(cls=GenerationCommand)
+@_session_argument
+@_cell_argument
+@click.argument("generation", metavar="GEN", type=_GENERATION)
+@_db_after_command
+def release(session_id: str, cell_id: str, generation: int) -> None:
+    """Release a terminal generation (an acknowledgement).
+
+    The payload is dropped and a tombstone (kind, size, sha256, times) remains.
+
+    The rules are the API's: a pending, failed or non-terminal generation is
+    refused; releasing a tombstone again changes nothing.
+
+    \b
+    Example:
+      codemode-store --db host.db release thread-1 cell-1 2
+    """
+    from codemode_store import display
+
+    dropped = _open().session(session_id).release(cell_id, generation)
+    where = f"session {display.quoted(session_id)}, cell {display.quoted(cell_id)}, generation {generation}"
+    click.echo(
+        f"{where}: " + ("released; the tombstone remains" if dropped else "already released; nothing changed")
+    )
+
+
+@main.command("end-session")
+@_session_argument
+@_yes_option
+@_db_after_command
+def end_session(session_id: str, yes: bool) -> None:
+    """Purge a session: its cells, payloads and tombstones.
+
+    A session the store does not hold is an error. On a terminal, asks first
+    (--yes does not).
+
+    \b
+    Example:
+      codemode-store --db host.db end-session thread-1 --yes
+    """
+    from codemode_store import display, inspection
+
+    store = _open()
+    found = list(inspection.iter_cells(store, session_id=session_id))
+    if not found:
+        raise StoreFailure(f"session {display.quoted(session_id)}: no such session in the store")
+    observations = sum(cell.observations for cell in found)
+    _confirm(
+        f"Delete session {display.quoted(session_id)}: {_plural(len(found), 'cell')}, "
+        f"{_plural(observations, 'observation')}?",
+        yes,
+    )
+    deleted = store.end_session(session_id)
+    click.echo(f"session {display.quoted(session_id)}: ended; {deleted} observation(s) deleted")
+
+
+@main.command()
+@_json_option
+@_db_after_command
+def stats(as_json: bool) -> None:
+    """Show the store's totals, file size and schema revision.
+
+    Sessions, cells, observations by state, retained bytes, the SQLite file's
+    size, and the schema revision against this version's head.
+
+    \b
+    Example:
+      codemode-store --db host.db stats --json
+    """
+    from codemode_store import display, inspection
+
+    found = inspection.stats(_open())
+    if as_json:
+        _print_json(inspection.record(found))
+    else:
+        click.echo(display.stats_text(found))
 
 
 @main.command(short_help="Purge sessions idle for longer than an age.")
 @click.option(
     "--older-than",
     "older_than",
-    type=_Age(),
+    type=Age(),
     required=True,
     metavar="AGE",
     help="Purge sessions with no activity for longer than AGE (30m, 12h, 7d, 2w).",
 )
 @click.option("--dry-run", is_flag=True, help="Report what would go; change nothing.")
 @click.option("--keep-tombstones", is_flag=True, help="Drop only payloads; every row stays as a tombstone.")
+@_yes_option
 @_json_option
-def gc(older_than: timedelta, dry_run: bool, keep_tombstones: bool, as_json: bool) -> None:
+@_db_after_command
+def gc(older_than: timedelta, dry_run: bool, keep_tombstones: bool, yes: bool, as_json: bool) -> None:
     """Purge sessions with no activity for a while: hosts that crashed never end theirs.
 
     Activity is a cell created or an observation begun, recorded or released.
     Each session goes in a transaction of its own, after a last look that no
-    host touched it meanwhile.
+    host touched it meanwhile. On a terminal, asks first (--yes does not); an
+    AGE under one hour always needs --yes, as it would purge live sessions.
 
     \b
     Example:
       codemode-store --db host.db gc --older-than 7d --dry-run
     """
+    from codemode_store import display
+
+    if older_than.total_seconds() < LIVE_AGE_SECONDS and not dry_run and not yes:
+        raise click.UsageError(
+            "an age under one hour purges sessions that hosts may be using right now; "
+            "add --yes if you mean it (or --dry-run to see what would go)"
+        )
     store = _open()
+    if not dry_run:
+        action = "Turn into tombstones" if keep_tombstones else "Purge"
+        _confirm(f"{action} every session idle for longer than {older_than}?", yes)
     with _progress("purging idle sessions", as_json or dry_run) as progress:
         report = store.gc(older_than, dry_run=dry_run, keep_tombstones=keep_tombstones, progress=progress)
     if as_json:
@@ -347,6 +917,7 @@ def gc(older_than: timedelta, dry_run: bool, keep_tombstones: bool, as_json: boo
 
 @main.command(short_help="Check the database and re-hash every payload.")
 @_json_option
+@_db_after_command
 def check(as_json: bool) -> None:
     """Check the database and re-hash every payload against its sha256; exit 1 if anything is wrong.
 
@@ -357,6 +928,8 @@ def check(as_json: bool) -> None:
     Example:
       codemode-store --db host.db check
     """
+    from codemode_store import display
+
     store = _open()
     with _progress("re-hashing payloads", as_json) as progress:
         report = store.check(progress=progress)
@@ -385,6 +958,7 @@ def check(as_json: bool) -> None:
 @main.command(short_help="Give free pages back to the file system.")
 @click.option("--full", is_flag=True, help="Rewrite the whole file (VACUUM): slower, but packs every page.")
 @_json_option
+@_db_after_command
 def vacuum(full: bool, as_json: bool) -> None:
     """Give free pages back to the file system, and say how much the file shrank.
 
@@ -413,6 +987,7 @@ def vacuum(full: bool, as_json: bool) -> None:
 
 
 @main.group()
+@_db_after_command
 def db() -> None:
     """Manage the database schema (Alembic).
 
@@ -426,6 +1001,7 @@ def db() -> None:
 
 @db.command()
 @click.argument("revision", default="head")
+@_db_after_command
 def upgrade(revision: str) -> None:
     """Create the schema, or upgrade it to REVISION (default: head).
 
@@ -433,7 +1009,9 @@ def upgrade(revision: str) -> None:
     Example:
       codemode-store --db postgresql+psycopg://host@db/codemode db upgrade
     """
-    before, after = admin.upgrade_schema(_target(), revision)
+    admin = _admin()
+    with _naming_the_database():
+        before, after = admin.upgrade_schema(_target(), revision)
     if before == after:
         click.echo(f"schema already at revision {after}")
     else:
@@ -441,6 +1019,7 @@ def upgrade(revision: str) -> None:
 
 
 @db.command()
+@_db_after_command
 def current() -> None:
     """Print the schema revision the database is stamped with.
 
@@ -448,7 +1027,11 @@ def current() -> None:
     Example:
       codemode-store --db host.db db current
     """
-    revision = admin.schema_revision(_target())
+    from codemode_store.migrate import HEAD_REVISION
+
+    admin = _admin()
+    with _naming_the_database():
+        revision = admin.schema_revision(_target())
     if revision is None:
         click.echo("no schema yet (create it with `codemode-store db upgrade`)")
     else:
@@ -456,6 +1039,7 @@ def current() -> None:
 
 
 @db.command("history")
+@_db_after_command
 def db_history() -> None:
     """List the schema revisions this version knows, newest first.
 
@@ -463,7 +1047,31 @@ def db_history() -> None:
     Example:
       codemode-store db history
     """
-    click.echo(display.revisions_table(admin.schema_history(_target())))
+    from codemode_store import display
+
+    admin = _admin()
+    with _naming_the_database():
+        revisions = admin.schema_history(_target())
+    click.echo(display.revisions_table(revisions))
+
+
+def _invocation() -> str:
+    """Return how the user can type this command again from where they stand.
+
+    ``codemode-store`` when the shell finds this very script on PATH; its full
+    path otherwise (a virtual environment that is not activated).
+    """
+    import shlex
+    import shutil
+
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.basename(script) != "codemode-store":
+        return "codemode-store"
+    found = shutil.which("codemode-store")
+    with contextlib.suppress(OSError):
+        if found is not None and os.path.samefile(found, script):
+            return "codemode-store"
+    return shlex.quote(os.path.abspath(script))
 
 
 @main.command()
@@ -477,7 +1085,8 @@ def demo(path: str | None) -> None:
     """Play a host session end to end, explained step by step.
 
     Runs on a fresh SQLite file (a file holding anything but an earlier demo is
-    refused; CODEMODE_STORE_URL is ignored).
+    refused; CODEMODE_STORE_URL is ignored). At the end it prints commands to
+    look around, with the full path of its database.
 
     Cells yield, complete and get stopped; a host process is killed mid-observation
     and restarted; answers are replayed, then acknowledged and released.
@@ -494,7 +1103,11 @@ def demo(path: str | None) -> None:
         path = str(root.params["target"]) if explicit else DEFAULT_DEMO_DB
     if "://" in path:
         raise click.UsageError("the demo runs on a SQLite file path, not a URL")
-    run_demo(Path(path), click.echo)
+    from pathlib import Path
+
+    from codemode_store.demo import run_demo
+
+    run_demo(Path(path), click.echo, command=_invocation())
 
 
 if __name__ == "__main__":

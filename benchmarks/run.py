@@ -26,11 +26,11 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 
 import sqlalchemy
 
-from benchmarks import contention, host_loop, payloads, replay
+from benchmarks import cli_startup, contention, host_loop, payloads, replay
 from benchmarks.common import median, ratio
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTIONS = ("host", "replay", "payloads", "open", "contention", "postgres")
+SECTIONS = ("host", "replay", "payloads", "open", "contention", "postgres", "cli")
 POSTGRES_URL_VARIABLE = "CODEMODE_STORE_TEST_POSTGRES_URL"
 
 Row = dict[str, Any]
@@ -437,6 +437,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "open": lambda: bench_open(args, details),
             "contention": lambda: bench_contention(args, details, folder),
             "postgres": lambda: bench_postgres(args, details),
+            "cli": lambda: cli_startup.bench(args, details, folder),
         }
         for name in sections:
             print(f"... {name}", file=sys.stderr, flush=True)

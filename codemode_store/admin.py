@@ -95,7 +95,7 @@ def _build(target: str, *, create: bool) -> tuple[URL, Engine]:
     url = to_url(target)
     path = sqlite_path(url)
     if not create and path is not None and not path.exists():
-        raise StoreNotFound(f"no store at {path} (create one with `codemode-store db upgrade`)")
+        raise StoreNotFound(f"no store at {path}; create one with `codemode-store db upgrade`")
     try:
         with errors_of_database():
             return url, build_engine(url)
@@ -126,8 +126,8 @@ def open_existing(target: str) -> ObservationStore:
     try:
         if _revision(engine) is None:
             raise StoreNotFound(
-                f"no store at {shown(url)}: the database has no codemode_store schema "
-                "(create one with `codemode-store db upgrade`)"
+                f"no store at {shown(url)}: the database has no codemode_store schema; "
+                "create one with `codemode-store db upgrade`"
             )
         with errors_of_database():
             migrate.ensure_schema(engine)

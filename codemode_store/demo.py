@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shlex
 import sqlite3
 import struct
 import subprocess
@@ -34,6 +35,8 @@ from .wire import ImageItem, Outcome, TextItem, encode_payload
 __all__ = ["DEFAULT_DEMO_DB", "SESSION", "DemoFailed", "DemoResult", "chart_outcome", "run_demo"]
 
 DEFAULT_DEMO_DB = "codemode-store-demo.db"
+#: The store the other commands open when neither --db nor CODEMODE_STORE_URL names one.
+DEFAULT_DB = "codemode-store.db"
 SESSION = "demo-thread"
 
 #: What the restarted host says about the generation its predecessor never finished.
@@ -189,6 +192,15 @@ def _is_replaceable(path: Path) -> bool:
         return False
     finally:
         conn.close()
+
+
+def _check_folder(path: Path) -> None:
+    """Refuse, before anything is printed, a path whose folder cannot take the database."""
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise DemoFailed(f"cannot write the demo's database {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DemoFailed(f"cannot write the demo's database {path}: the folder {folder} is not writable")
 
 
 def _start_fresh(path: Path) -> None:
@@ -366,30 +378,41 @@ side, and acknowledges them:""",
         return everything
 
 
-def _step_six(echo: Echo, path: Path) -> None:
+def _step_six(echo: Echo, path: Path, command: str) -> None:
     _screen(
         echo,
         6,
         "what the store holds now",
         """
-Tombstones stay until the conversation ends: then the host calls
-end_session("demo-thread") and every row of the session goes. The demo keeps
-them so that you can look for yourself.""",
+Tombstones stay until the conversation ends, when the host's end_session("demo-thread")
+drops every row of it; the demo keeps them so that you can look for yourself.""",
     )
     with ObservationStore.open(path) as store:
         echo("")
         echo(display.stats_text(inspection.stats(store)))
-    db = f"--db {path}"
+    where = Path(os.path.abspath(path))
+    db = f"--db {shlex.quote(str(where))}"
     echo("")
-    echo("Look around:")
-    echo(f"  codemode-store {db} cells")
-    echo(f"  codemode-store {db} history {SESSION} train")
-    echo(f"  codemode-store {db} show {SESSION} load 1      # a tombstone")
-    echo(f"  codemode-store {db} show {SESSION} train       # the last generation")
+    echo(f"The demo's database: {where}")
+    echo("Look around (paste any line as it is, from any folder; without --db, commands")
+    echo(f"open {DEFAULT_DB} in the current folder, or the store CODEMODE_STORE_URL names):")
+    echo(f"  {command} {db} cells")
+    echo(f"  {command} {db} history {SESSION} train")
+    echo(f"  {command} {db} show {SESSION} load 1      # a tombstone")
+    echo(f"  {command} {db} show {SESSION} train       # the last generation")
+    activate = Path(shlex.split(command)[0]).with_name("activate")
+    if command != "codemode-store" and activate.is_file():
+        echo(f"(or activate the environment first: source {shlex.quote(str(activate))})")
 
 
-def run_demo(path: Path, echo: Echo) -> DemoResult:
-    """Play the demo on a fresh SQLite file at ``path``, explaining each step through ``echo``."""
+def run_demo(path: Path, echo: Echo, *, command: str = "codemode-store") -> DemoResult:
+    """Play the demo on a fresh SQLite file at ``path``, explaining each step through ``echo``.
+
+    ``command`` is how the user runs ``codemode-store`` (a full path when it
+    is not on PATH), for the commands printed at the end. The path is checked
+    before anything is printed.
+    """
+    _check_folder(path)
     _start_fresh(path)
     _intro(echo, path)
     with ObservationStore.open(path) as store:
@@ -399,7 +422,7 @@ def run_demo(path: Path, echo: Echo) -> DemoResult:
         crash = _step_three(echo, s, path)
     replayed, interrupted = _step_four(echo, path, crash)
     everything = _step_five(echo, path)
-    _step_six(echo, path)
+    _step_six(echo, path, command)
     return DemoResult(
         path=path,
         recorded_sha256=crash.recorded[("chart", 0)],

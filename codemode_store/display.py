@@ -11,28 +11,41 @@ import base64
 import binascii
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, islice
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
-from .admin import RevisionInfo
-from .inspection import SessionSummary, StoreStats
 from .observation import CellSummary, Observation
 from .wire import ImageItem, TextItem
 
+if TYPE_CHECKING:  # both import SQLAlchemy, which `display` must not load for the CLI
+    from .admin import RevisionInfo
+    from .inspection import SessionSummary, StoreStats
+
 __all__ = [
+    "CELL_COLUMNS",
+    "HISTORY_COLUMNS",
+    "SESSION_COLUMNS",
+    "Columns",
     "ImageSummary",
+    "Paint",
+    "cell_row",
     "cells_table",
     "escape",
     "format_table",
     "format_time",
+    "history_row",
     "history_table",
     "observation_text",
     "quoted",
     "revisions_table",
+    "session_row",
     "sessions_table",
     "stats_text",
+    "stream_table",
     "summarise_image",
 ]
 
@@ -138,25 +151,84 @@ def _width(text: str) -> int:
     return width
 
 
+#: Per column index, a function that colours a (padded) cell: see ``stream_table``.
+Paint = Mapping[int, Callable[[str], str]]
+
+
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, right: Iterable[int] = ()) -> str:
     """Return ``rows`` under ``headers`` in aligned columns; columns in ``right`` align right.
 
     The cells must already be escaped.
     """
-    body = [list(row) for row in rows]
-    widths = [_width(h) for h in headers]
-    for row in body:
-        widths = [max(w, _width(cell)) for w, cell in zip(widths, row, strict=True)]
-    right_columns = set(right)
+    return "\n".join(stream_table(headers, rows, right=right, chunk=None))
 
-    def line(cells: Sequence[str]) -> str:
+
+def _widths(rows: Iterable[Sequence[str]], start: Sequence[int]) -> list[int]:
+    widths = list(start)
+    for row in rows:
+        widths = [max(w, _width(cell)) for w, cell in zip(widths, row, strict=True)]
+    return widths
+
+
+def stream_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    right: Iterable[int] = (),
+    chunk: int | None = 100,
+    max_width: int | None = None,
+    paint: Paint | None = None,
+) -> Iterator[str]:
+    """Yield the lines of a table of escaped ``rows`` as the rows come.
+
+    Columns are as wide as the widest cell seen so far: the first ``chunk``
+    rows (all rows when ``chunk`` is None) are read before the first line, and
+    a later, wider cell widens its column from its chunk on. When the first
+    chunk makes the table wider than ``max_width``, each row is printed as a
+    block of ``header  value`` lines instead, so that nothing wraps into the
+    next column. ``paint`` colours cells (after padding; widths are measured
+    on the plain text).
+    """
+    right_columns = set(right)
+    painters = paint or {}
+    source = iter(rows)
+    widths = [_width(h) for h in headers]
+
+    def line(cells: Sequence[str], colour: bool = True) -> str:
         padded = []
         for index, (cell, width) in enumerate(zip(cells, widths, strict=True)):
             gap = " " * (width - _width(cell))
-            padded.append(gap + cell if index in right_columns else cell + gap)
+            text = gap + cell if index in right_columns else cell + gap
+            painter = painters.get(index) if colour else None
+            padded.append(painter(text) if painter else text)
         return "  ".join(padded).rstrip()
 
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in body)])
+    first = [list(row) for row in (source if chunk is None else islice(source, chunk))]
+    widths = _widths(first, widths)
+    if max_width is not None and sum(widths) + 2 * (len(widths) - 1) > max_width:
+        yield from _blocks(headers, first, source, painters)
+        return
+    yield line(headers, colour=False)
+    yield line(["-" * w for w in widths], colour=False)
+    block = first
+    while block:
+        widths = _widths(block, widths)
+        for row in block:
+            yield line(row)
+        block = [] if chunk is None else [list(row) for row in islice(source, chunk)]
+
+
+def _blocks(
+    headers: Sequence[str], first: list[list[str]], rest: Iterator[Sequence[str]], paint: Paint
+) -> Iterator[str]:
+    """Yield each row as a numbered block of ``header  value`` lines (psql's expanded display)."""
+    label_width = max(_width(h) for h in headers)
+    for number, row in enumerate(chain(first, rest), start=1):
+        yield f"-[ row {number} ]-"
+        for index, (header, cell) in enumerate(zip(headers, row, strict=True)):
+            painter = paint.get(index)
+            value = painter(cell) if painter else cell
+            yield f"{header}{' ' * (label_width - _width(header))}  {value}".rstrip()
 
 
 def format_time(moment: datetime | None) -> str:
@@ -170,67 +242,110 @@ def _number(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """How a listing shows as a table: its headers, right-aligned columns, state column."""
+
+    headers: tuple[str, ...]
+    right: frozenset[int]
+    state: int | None
+    empty: str
+
+
+CELL_COLUMNS = Columns(
+    (
+        "session",
+        "cell",
+        "status",
+        "last gen",
+        "state",
+        "kind",
+        "obs",
+        "retained bytes",
+        "last activity (UTC)",
+    ),
+    frozenset({3, 6, 7}),
+    4,
+    "(no cells)",
+)
+SESSION_COLUMNS = Columns(
+    ("session", "cells", "open", "obs", "retained bytes", "last activity (UTC)"),
+    frozenset({1, 2, 3, 4}),
+    None,
+    "(no sessions)",
+)
+HISTORY_COLUMNS = Columns(
+    ("gen", "state", "kind", "bytes", "recorded (UTC)", "released (UTC)"),
+    frozenset({0, 3}),
+    1,
+    "(no observations)",
+)
+
+
+def cell_row(s: CellSummary) -> list[str]:
+    """Return the escaped table cells of one cell summary."""
+    return [
+        escape(s.session_id),
+        escape(s.cell_id),
+        "closed" if s.closed else "open",
+        _number(s.last_generation),
+        s.last_state or "-",
+        s.last_kind or "-",
+        str(s.observations),
+        str(s.retained_bytes),
+        format_time(s.last_activity),
+    ]
+
+
+def session_row(s: SessionSummary) -> list[str]:
+    """Return the escaped table cells of one session summary."""
+    return [
+        escape(s.session_id),
+        str(s.cells),
+        str(s.open_cells),
+        str(s.observations),
+        str(s.retained_bytes),
+        format_time(s.last_activity),
+    ]
+
+
+def history_row(o: Observation) -> list[str]:
+    """Return the escaped table cells of one observation of a cell's history."""
+    return [
+        str(o.generation),
+        o.state,
+        o.kind or "-",
+        _number(o.payload_bytes),
+        format_time(o.recorded_at),
+        format_time(o.released_at),
+    ]
+
+
 def cells_table(summaries: Sequence[CellSummary]) -> str:
     """Return the table of ``codemode-store cells``."""
     if not summaries:
-        return "(no cells)"
-    rows = [
-        [
-            escape(s.session_id),
-            escape(s.cell_id),
-            "closed" if s.closed else "open",
-            _number(s.last_generation),
-            s.last_state or "-",
-            s.last_kind or "-",
-            str(s.observations),
-            str(s.retained_bytes),
-            format_time(s.last_activity),
-        ]
-        for s in summaries
-    ]
-    headers = ["session", "cell", "status", "last gen", "state", "kind", "obs", "retained bytes"]
-    return format_table([*headers, "last activity (UTC)"], rows, right={3, 6, 7})
+        return CELL_COLUMNS.empty
+    return format_table(CELL_COLUMNS.headers, map(cell_row, summaries), right=CELL_COLUMNS.right)
 
 
 def sessions_table(summaries: Sequence[SessionSummary]) -> str:
     """Return the table of ``codemode-store sessions``."""
     if not summaries:
-        return "(no sessions)"
-    rows = [
-        [
-            escape(s.session_id),
-            str(s.cells),
-            str(s.open_cells),
-            str(s.observations),
-            str(s.retained_bytes),
-            format_time(s.last_activity),
-        ]
-        for s in summaries
-    ]
-    headers = ["session", "cells", "open", "obs", "retained bytes", "last activity (UTC)"]
-    return format_table(headers, rows, right={1, 2, 3, 4})
+        return SESSION_COLUMNS.empty
+    return format_table(SESSION_COLUMNS.headers, map(session_row, summaries), right=SESSION_COLUMNS.right)
 
 
 def history_table(observations: Sequence[Observation], *, with_cell: bool = False) -> str:
     """Return the table of ``codemode-store history``; ``with_cell`` adds a cell column."""
     if not observations:
-        return "(no observations)"
-    rows = []
-    for o in observations:
-        row = [
-            str(o.generation),
-            o.state,
-            o.kind or "-",
-            _number(o.payload_bytes),
-            format_time(o.recorded_at),
-            format_time(o.released_at),
-        ]
-        rows.append([escape(o.cell_id), *row] if with_cell else row)
-    headers = ["gen", "state", "kind", "bytes", "recorded (UTC)", "released (UTC)"]
-    right = {0, 3}
+        return HISTORY_COLUMNS.empty
+    headers: Sequence[str] = HISTORY_COLUMNS.headers
+    rows = [history_row(o) for o in observations]
+    right: Iterable[int] = HISTORY_COLUMNS.right
     if with_cell:
+        rows = [[escape(o.cell_id), *row] for o, row in zip(observations, rows, strict=True)]
         headers = ["cell", *headers]
-        right = {1, 4}
+        right = {index + 1 for index in right}
     return format_table(headers, rows, right=right)
 
 

@@ -2,7 +2,10 @@
 
 Every error carries the key it is about (``session_id``, ``cell_id``,
 ``generation``) as attributes and names it in its message, so a log line alone
-tells which observation was refused.
+tells which observation was refused. Every class is exported from
+``codemode_store`` too; ``docs/errors.md`` says, for each, when it is raised and
+whether a host should retry, resync or give up. An error means nothing was
+written: every operation is one transaction.
 """
 
 from __future__ import annotations
@@ -65,59 +68,59 @@ class StoreError(Exception):
 
 
 class InvalidInput(StoreError, ValueError):
-    """An argument is malformed; nothing was written."""
+    """An argument is malformed (id, generation, outcome, size, option); give up: nothing was written."""
 
 
 class UnknownCell(StoreError, LookupError):
-    """The session does not know this cell."""
+    """The session does not know this cell (never created, or purged); resync: a wire desync."""
 
 
 class DuplicateCell(StoreError):
-    """``create_cell`` named a cell the session already has."""
+    """``create_cell`` named a cell the session already has; resync (often a retry that committed)."""
 
 
 class FutureGeneration(StoreError):
-    """The generation is beyond the next one the cell can take."""
+    """The generation is beyond the next one the cell can take; resync: Core is ahead of the store."""
 
 
 class CellClosed(StoreError):
-    """The cell is closed: no later generation will come."""
+    """The cell is closed: no later generation will come; resync: tell Core the cell is done."""
 
 
 class ObservationInProgress(StoreError):
-    """The generation (or its predecessor) is still pending."""
+    """The generation (or its predecessor) is still pending; retry later (or ``fail_pending`` on start)."""
 
 
 class NotPending(StoreError):
-    """``record`` or ``fail`` named a generation that is not pending."""
+    """``record`` or ``fail`` named a generation that is not pending; resync with ``get``."""
 
 
 class GenerationConflict(StoreError):
-    """A retry disagrees with what the store already holds for the generation."""
+    """A retry disagrees with what the store holds for the generation; replay the stored one."""
 
 
 class AlreadyReleased(StoreError):
-    """The generation was released: its payload is gone (Core is out of step)."""
+    """The generation was released: its payload is gone; resync: Core is out of step, never re-run."""
 
 
 class NotReleasable(StoreError):
-    """The generation cannot be released (pending, failed, or non-terminal)."""
+    """The generation cannot be released (pending, failed, or non-terminal); give up on this ack."""
 
 
 class SchemaError(StoreError):
-    """The database schema is not one this version can use."""
+    """The schema is not one this version can use (newer, or not a store); give up: upgrade the package."""
 
 
 class DatabaseError(StoreError):
-    """The database itself refused the operation (I/O, disk full, read-only, ...)."""
+    """The database refused the operation (I/O, disk full, read-only, ...); retry once the cause is fixed."""
 
 
 class NotADatabase(DatabaseError):
-    """The file is not a database this store can open; it was left untouched."""
+    """The file is not a database this store can open; give up: it was left untouched."""
 
 
 class DatabaseBusy(DatabaseError):
-    """The database stayed locked by another writer past the busy timeout."""
+    """Another writer held the lock past the busy timeout (or a deadlock); retry with a back-off."""
 
 
 class DatabaseUnavailable(DatabaseError):
@@ -134,7 +137,7 @@ class DatabaseUnavailable(DatabaseError):
 
 
 class StoreNotFound(StoreError):
-    """No store exists at the location a tool was given (a read never creates one)."""
+    """No store exists at the location a tool was given (a read never creates one); fix the path."""
 
 
 class NoOutcome(StoreError):

@@ -1,36 +1,62 @@
-"""Read-only views of a store for people and scripts: sessions, one observation, totals.
+"""Read-only views of a store for people and scripts: listings, one observation, totals.
 
 The query functions take an open :class:`ObservationStore` and only read.
-:func:`record` turns any of the values they return (and the store's own
-``Observation`` and ``CellSummary``) into a JSON object with the stable keys
-listed in ``RECORD_KEYS`` (documented in docs/cli.md).
+The listings (:func:`iter_sessions`, :func:`iter_cells`, :func:`iter_history`)
+stream: rows come from an iterating (server-side on PostgreSQL) cursor as they
+are read, in index order, so the first rows of a store with millions of
+observations come as fast as those of a small one. :func:`record` turns any of
+the values they return (and the store's own ``Observation`` and
+``CellSummary``) into a JSON object with the stable keys listed in
+``RECORD_KEYS`` (documented in docs/cli.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast, get_args
 
-from sqlalchemy import Connection, distinct, func, select
+from sqlalchemy import (
+    Connection,
+    ScalarSelect,
+    Select,
+    and_,
+    bindparam,
+    case,
+    distinct,
+    func,
+    literal,
+    not_,
+    select,
+)
 
 from . import migrate, space
 from .admin import file_sizes, shown
 from .calls import Call
-from .errors import FutureGeneration, NoOutcome, UnknownCell
-from .observation import CellSummary, Observation
+from .engine import READ_ONLY
+from .errors import DatabaseError, FutureGeneration, InvalidInput, NoOutcome, UnknownCell
+from .observation import CellSummary, Observation, ObservationState, from_micros
 from .schema import cells, observations
 from .store import ObservationStore
 from .translate import errors_of_database
 from .validation import check_identifier
 
 __all__ = [
+    "CELL_STATES",
     "RECORD_KEYS",
+    "CellSummary",
     "NoOutcome",
+    "Observation",
     "SessionSummary",
     "StoreStats",
+    "cell_ids",
+    "iter_cells",
+    "iter_history",
+    "iter_sessions",
     "observation",
     "record",
+    "session_ids",
     "sessions",
     "stats",
     "wire_outcome",
@@ -131,27 +157,289 @@ def record(value: SessionSummary | CellSummary | Observation | StoreStats) -> di
     return result
 
 
-# -- sessions ---------------------------------------------------------------------------
+# -- streaming listings --------------------------------------------------------------
+
+#: The states ``iter_cells(state=...)`` filters on: the state of a cell's last generation.
+CELL_STATES: tuple[ObservationState, ...] = get_args(ObservationState)
+
+#: Rows fetched from the cursor at a time (a server-side cursor on PostgreSQL).
+FETCH_ROWS = 500
+
+_obs = observations.alias("obs")
+_last = observations.alias("last_observation")
+
+
+def _of_cell(expression: Any) -> ScalarSelect[Any]:
+    """Return ``expression`` aggregated over the observations of the outer query's cell."""
+    where = and_(_obs.c.session_id == c.session_id, _obs.c.cell_id == c.cell_id)
+    return select(expression).where(where).scalar_subquery()
+
+
+def _of_session(expression: Any) -> ScalarSelect[Any]:
+    """Return ``expression`` aggregated over the observations of the outer query's session."""
+    return select(expression).where(_obs.c.session_id == c.session_id).scalar_subquery()
+
+
+_held_bytes = func.coalesce(
+    func.sum(case((_obs.c.state.in_(("retained", "failed")), _obs.c.payload_bytes), else_=0)), 0
+)
+# Correlated subqueries, not a join on an aggregate of the whole table: each one
+# reads only its cell's (or session's) rows through the primary key, so a page
+# of rows costs the same however many observations the rest of the store holds.
+_CELL_COLUMNS = (
+    c.session_id,
+    c.cell_id,
+    c.closed,
+    c.last_generation,
+    _last.c.state,
+    _last.c.kind,
+    _of_cell(func.count()),
+    _of_cell(_held_bytes),
+    c.created_at,
+    _of_cell(func.max(_obs.c.begun_at)),
+    _of_cell(func.max(_obs.c.recorded_at)),
+    _of_cell(func.max(_obs.c.released_at)),
+)
+_cells_with_last = cells.outerjoin(
+    _last,
+    and_(
+        _last.c.session_id == c.session_id,
+        _last.c.cell_id == c.cell_id,
+        _last.c.generation == c.last_generation,
+    ),
+)
+
+
+_last_in_state = (
+    select(literal(1))
+    .where(
+        _obs.c.session_id == c.session_id,
+        _obs.c.cell_id == c.cell_id,
+        _obs.c.generation == c.last_generation,
+        _obs.c.state == bindparam("p_state"),
+    )
+    .exists()
+)
+
+
+def _stream(
+    store: ObservationStore, statement: Select[Any], params: Mapping[str, Any], **key: Any
+) -> Generator[Any, None, None]:
+    """Yield the rows of ``statement`` from an iterating cursor inside one read transaction."""
+    with errors_of_database(**key), store.engine.connect() as conn:
+        reader = conn.execution_options(**{READ_ONLY: True}, yield_per=FETCH_ROWS)
+        # Closed explicitly, also when the caller stops early: a server-side
+        # cursor left to the garbage collector stays open on the server.
+        with reader.begin(), reader.execute(statement, dict(params)) as result:
+            yield from result
+
+
+def _limited(statement: Select[Any], params: dict[str, Any], limit: int | None) -> Select[Any]:
+    if limit is None:
+        return statement
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInput(f"limit must be a positive integer, not {limit!r}")
+    params["p_limit"] = limit
+    return statement.limit(bindparam("p_limit", type_=c.last_generation.type))
+
+
+def iter_cells(
+    store: ObservationStore,
+    *,
+    session_id: str | None = None,
+    state: ObservationState | None = None,
+    closed: bool | None = None,
+    limit: int | None = None,
+) -> Iterator[CellSummary]:
+    """Yield cell summaries ordered by session id, then cell id, as they are read.
+
+    ``state`` keeps the cells whose last generation is in that state (a cell
+    with no observation yet has none); ``closed`` keeps closed (``True``) or
+    open (``False``) cells; ``limit`` stops after that many.
+    """
+    params: dict[str, Any] = {}
+    statement: Select[Any] = select(*_CELL_COLUMNS).select_from(_cells_with_last)
+    if session_id is not None:
+        params["p_session_id"] = check_identifier(session_id, "session_id")
+        statement = statement.where(c.session_id == bindparam("p_session_id"))
+    if state is not None:
+        if state not in CELL_STATES:
+            raise InvalidInput(f"state must be one of {', '.join(CELL_STATES)}, not {state!r}")
+        params["p_state"] = state
+        # EXISTS, not a condition on the joined row: that would let the planner
+        # scan every observation by state instead of the cells in key order.
+        statement = statement.where(_last_in_state)
+    if closed is not None:
+        statement = statement.where(c.closed if closed else not_(c.closed))
+    # In primary key order, so rows come straight off the index: ordered by
+    # creation, a session of 10^5 cells would be read and sorted whole first.
+    statement = _limited(statement.order_by(c.session_id, c.cell_id), params, limit)
+    for row in _stream(store, statement, params, session_id=session_id):
+        yield _cell_summary(row)
+
+
+def _cell_summary(row: Any) -> CellSummary:
+    (session_id, cell_id, closed, last, state, kind, count, held, created, *times) = row
+    created_at = from_micros(created)
+    assert created_at is not None
+    activity = max([created, *(t for t in times if t is not None)])
+    return CellSummary(
+        session_id=session_id,
+        cell_id=cell_id,
+        closed=bool(closed),
+        last_generation=last,
+        last_state=state,
+        last_kind=kind,
+        observations=int(count or 0),
+        retained_bytes=int(held or 0),
+        created_at=created_at,
+        last_activity=from_micros(activity) or created_at,
+    )
+
+
+_SESSION_COLUMNS = (
+    c.session_id,
+    func.count(),
+    func.coalesce(func.sum(case((c.closed, 0), else_=1)), 0),
+    _of_session(func.count()),
+    _of_session(_held_bytes),
+    func.max(c.created_at),
+    _of_session(func.max(_obs.c.begun_at)),
+    _of_session(func.max(_obs.c.recorded_at)),
+    _of_session(func.max(_obs.c.released_at)),
+)
+
+
+def iter_sessions(store: ObservationStore, *, limit: int | None = None) -> Iterator[SessionSummary]:
+    """Yield one summary per session that has cells, ordered by session id, as they are read."""
+    params: dict[str, Any] = {}
+    statement: Select[Any] = select(*_SESSION_COLUMNS).group_by(c.session_id).order_by(c.session_id)
+    for row in _stream(store, _limited(statement, params, limit), params):
+        session_id, n_cells, n_open, count, held, created, *times = row
+        activity = max([created, *(t for t in times if t is not None)])
+        last_activity = from_micros(activity)
+        assert last_activity is not None
+        yield SessionSummary(
+            session_id=session_id,
+            cells=int(n_cells),
+            open_cells=int(n_open),
+            observations=int(count or 0),
+            retained_bytes=int(held or 0),
+            last_activity=last_activity,
+        )
 
 
 def sessions(store: ObservationStore) -> list[SessionSummary]:
     """Return one summary per session that has cells, ordered by session id."""
-    # Folded from the cell summaries (one read, ordered by session), so that a
-    # session's bytes and last activity are by definition those of its cells.
-    by_session: dict[str, list[CellSummary]] = {}
-    for cell in store.cells():
-        by_session.setdefault(cell.session_id, []).append(cell)
-    return [
-        SessionSummary(
+    return list(iter_sessions(store))
+
+
+_HISTORY_COLUMNS = (
+    o.session_id,
+    o.cell_id,
+    o.generation,
+    o.state,
+    o.kind,
+    o.payload_bytes,
+    o.payload_sha256,
+    o.recorded_at,
+    o.released_at,
+    # Only a failure's text: a listing never reads the payloads of outcomes.
+    case((o.state == "failed", o.payload), else_=None),
+)
+_cell_known = select(literal(1)).where(
+    c.session_id == bindparam("p_session_id"), c.cell_id == bindparam("p_cell_id")
+)
+
+
+def iter_history(
+    store: ObservationStore, session_id: str, cell_id: str, *, limit: int | None = None
+) -> Iterator[Observation]:
+    """Yield the observations of one cell in generation order, as they are read.
+
+    ``UnknownCell`` when the session does not know the cell. The observations
+    carry no ``outcome`` (a listing does not read payloads); a failed one
+    carries its ``error_text``.
+    """
+    session = check_identifier(session_id, "session_id")
+    cell = check_identifier(cell_id, "cell_id", session_id=session)
+    params: dict[str, Any] = {"p_session_id": session, "p_cell_id": cell}
+    statement: Select[Any] = select(*_HISTORY_COLUMNS).where(
+        o.session_id == bindparam("p_session_id"), o.cell_id == bindparam("p_cell_id")
+    )
+    statement = _limited(statement.order_by(o.generation), params, limit)
+    known = _stream(store, _cell_known, params, session_id=session, cell_id=cell)
+    if next(known, None) is None:
+        raise UnknownCell("the session does not know this cell", session_id=session, cell_id=cell)
+    known.close()
+    for row in _stream(store, statement, params, session_id=session, cell_id=cell):
+        yield _listed_observation(row)
+
+
+def _listed_observation(row: Any) -> Observation:
+    session_id, cell_id, generation, state, kind, size, sha, recorded, released, failure = row
+    try:
+        error_text = None if failure is None else bytes(failure).decode("utf-8")
+    except (UnicodeDecodeError, TypeError) as exc:
+        raise DatabaseError(
+            "the stored failure text does not decode; the database was altered or damaged "
+            "(`codemode-store check` lists such rows)",
             session_id=session_id,
-            cells=len(found),
-            open_cells=sum(not cell.closed for cell in found),
-            observations=sum(cell.observations for cell in found),
-            retained_bytes=sum(cell.retained_bytes for cell in found),
-            last_activity=max(cell.last_activity for cell in found),
-        )
-        for session_id, found in by_session.items()
-    ]
+            cell_id=cell_id,
+            generation=generation,
+        ) from exc
+    return Observation(
+        session_id=session_id,
+        cell_id=cell_id,
+        generation=generation,
+        state=cast(ObservationState, state),
+        kind=kind,
+        outcome=None,
+        error_text=error_text,
+        payload_bytes=size,
+        payload_sha256=None if sha is None else bytes(sha).hex(),
+        recorded_at=from_micros(recorded),
+        released_at=from_micros(released),
+    )
+
+
+# -- ids for shell completion ------------------------------------------------------------
+
+_COMPLETIONS = 200
+
+_session_ids = (
+    select(c.session_id)
+    .distinct()
+    .where(c.session_id >= bindparam("p_prefix"))
+    .order_by(c.session_id)
+    .limit(_COMPLETIONS)
+)
+_cell_ids = (
+    select(c.cell_id)
+    .where(c.session_id == bindparam("p_session_id"), c.cell_id >= bindparam("p_prefix"))
+    .order_by(c.cell_id)
+    .limit(_COMPLETIONS)
+)
+
+
+def session_ids(store: ObservationStore, prefix: str = "") -> list[str]:
+    """Return up to 200 session ids that start with ``prefix``, in order."""
+    return _ids(store, _session_ids, {"p_prefix": prefix}, prefix)
+
+
+def cell_ids(store: ObservationStore, session_id: str, prefix: str = "") -> list[str]:
+    """Return up to 200 cell ids of a session that start with ``prefix``, in order."""
+    return _ids(store, _cell_ids, {"p_session_id": session_id, "p_prefix": prefix}, prefix)
+
+
+def _ids(store: ObservationStore, statement: Select[Any], params: dict[str, Any], prefix: str) -> list[str]:
+    found = []
+    # From the prefix on in index order: the first id without it ends the run.
+    for (name,) in _stream(store, statement, params):
+        if not str(name).startswith(prefix):
+            break
+        found.append(str(name))
+    return found
 
 
 # -- one observation ----------------------------------------------------------------------

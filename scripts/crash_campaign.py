@@ -43,7 +43,21 @@ from typing import Any  # noqa: E402
 from codemode_store import ImageItem, ObservationStore, Outcome, TextItem  # noqa: E402
 from codemode_store.wire import IMAGE_DETAILS, ContentItem, encode_payload  # noqa: E402
 
-__all__ = ["CampaignReport", "Op", "integrity", "plan", "run_campaign"]
+__all__ = [
+    "CampaignReport",
+    "Model",
+    "Op",
+    "Row",
+    "check_payloads",
+    "host_loop",
+    "integrity",
+    "observe",
+    "plan",
+    "reported_steps",
+    "resolve_interrupted",
+    "row_problems",
+    "run_campaign",
+]
 
 SCRIPT = Path(__file__).resolve()
 RESTART_TEXT = "host restarted: observation interrupted"
@@ -77,7 +91,11 @@ class Op:
         return "-"
 
 
-def _text(rng: random.Random) -> str:
+#: The largest text of a plan's payloads, unless a campaign asks for larger ones.
+LARGEST_TEXT = 300_000
+
+
+def _text(rng: random.Random, largest: int) -> str:
     roll = rng.random()
     if roll < 0.45:
         size = rng.randint(0, 200)
@@ -86,13 +104,14 @@ def _text(rng: random.Random) -> str:
     elif roll < 0.9:
         size = rng.randint(10_000, 100_000)
     else:
-        size = rng.randint(100_000, 300_000)
+        size = rng.randint(100_000, max(100_000, largest))
+    size = min(size, largest)
     prefix = rng.choice(["", "línea ✓ \U0001f600\n", "tab\tand NUL\x00 "])
     return prefix + rng.randbytes(size // 2 + 1).hex()[:size]
 
 
-def _items(rng: random.Random) -> list[ContentItem]:
-    items: list[ContentItem] = [TextItem(_text(rng))]
+def _items(rng: random.Random, largest: int) -> list[ContentItem]:
+    items: list[ContentItem] = [TextItem(_text(rng, largest))]
     for _ in range(rng.choice([0, 0, 1, 2])):
         if rng.random() < 0.5:
             items.append(TextItem(rng.choice(["", "more", "ünïcode"])))
@@ -102,9 +121,17 @@ def _items(rng: random.Random) -> list[ContentItem]:
     return items
 
 
-def plan(seed: int) -> Iterator[Op]:
-    """Yield the host loop's steps for ``seed``, without end; the same seed gives the same steps."""
+def plan(seed: int, largest: int = LARGEST_TEXT) -> Iterator[Op]:
+    """Yield the host loop's steps for ``seed``, without end; the same seed gives the same steps.
+
+    ``largest`` bounds the text of a payload (the largest tenth lies between 100 KB and it;
+    below 100 KB it caps every text).
+    """
     rng = random.Random(seed)
+
+    def items() -> list[ContentItem]:
+        return _items(rng, largest)
+
     for n in itertools.count():
         cell = f"cell-{n}"
         yield Op("create", cell)
@@ -115,27 +142,27 @@ def plan(seed: int) -> Iterator[Op]:
             roll = rng.random()
             if g < generations - 1:  # the next begin acknowledges this generation
                 if roll < 0.8:
-                    yield Op("record", cell, g, outcome=Outcome.yielded(_items(rng)))
+                    yield Op("record", cell, g, outcome=Outcome.yielded(items()))
                 elif roll < 0.9:
                     yield Op("record", cell, g, outcome=Outcome.missing())
                 else:
                     yield Op("fail", cell, g, error_text=f"runtime lost {cell}/{g}")
             elif roll < 0.45:
                 error = rng.choice([None, "Traceback: ValueError: boom"])
-                yield Op("record", cell, g, outcome=Outcome.completed(_items(rng), error_text=error))
+                yield Op("record", cell, g, outcome=Outcome.completed(items(), error_text=error))
                 if rng.random() < 0.7:
                     yield Op("release", cell, g)
             elif roll < 0.6:
-                yield Op("record", cell, g, outcome=Outcome.terminated(_items(rng)))
+                yield Op("record", cell, g, outcome=Outcome.terminated(items()))
                 if rng.random() < 0.5:
                     yield Op("release", cell, g)
             elif roll < 0.75:  # a wait with terminate: the trailing yield of a closed cell
-                yield Op("record", cell, g, outcome=Outcome.yielded(_items(rng)))
+                yield Op("record", cell, g, outcome=Outcome.yielded(items()))
                 yield Op("close", cell)
                 if rng.random() < 0.6:
                     yield Op("release", cell, g)
             elif roll < 0.85:  # left open, its last yield retained
-                yield Op("record", cell, g, outcome=Outcome.yielded(_items(rng)))
+                yield Op("record", cell, g, outcome=Outcome.yielded(items()))
             elif roll < 0.95:
                 yield Op("fail", cell, g, error_text=f"observe of {cell}/{g} failed")
                 yield Op("close", cell)
@@ -151,8 +178,19 @@ def child_main(db: str, log: str, seed: int, session_id: str) -> None:
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     store = ObservationStore.open(db)
     os.write(fd, b"open\n")
+    host_loop(store, session_id, plan(seed), lambda line: os.write(fd, line))
+
+
+def host_loop(
+    store: ObservationStore, session_id: str, steps: Iterator[Op], report: Callable[[bytes], Any]
+) -> None:
+    """Run ``steps`` on ``session_id``, handing ``report`` one line per step once its call returned.
+
+    Each line is short and whole (one ``write(2)`` of it leaves whole lines after a kill):
+    the step's index, action, cell, generation and payload sha256.
+    """
     s = store.session(session_id)
-    for index, op in enumerate(plan(seed)):
+    for index, op in enumerate(steps):
         if op.action == "create":
             s.create_cell(op.cell)
         elif op.action == "begin":
@@ -172,8 +210,7 @@ def child_main(db: str, log: str, seed: int, session_id: str) -> None:
                 raise AssertionError("a first release did not drop the payload")
         else:
             s.close_cell(op.cell)
-        # One write(2) of a short line: after a kill the file holds whole lines only.
-        os.write(fd, f"{index} {op.action} {op.cell} {op.generation} {op.payload_sha256()}\n".encode())
+        report(f"{index} {op.action} {op.cell} {op.generation} {op.payload_sha256()}\n".encode())
 
 
 # -- the model: what the store must hold after a given number of steps ------------------------------------
@@ -344,7 +381,7 @@ def _wait_for_open(child: subprocess.Popen[bytes], log: Path, limit: float = 60.
     return False
 
 
-def _reported_steps(log: Path) -> tuple[list[list[str]], bool]:
+def reported_steps(log: Path) -> tuple[list[list[str]], bool]:
     """Return the whole step lines of the side file, and whether the store was opened."""
     if not log.exists():
         return [], False
@@ -372,7 +409,7 @@ def kill_once(db: Path, work: Path, run: int, seed: int, rng: random.Random, max
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
         violations.append(f"{session_id}: the writer ended by itself ({child.returncode}): {tail}")
 
-    steps, opened = _reported_steps(log)
+    steps, opened = reported_steps(log)
     if steps and not opened:
         violations.append(f"{session_id}: steps reported before the store was opened")
     ops = list(itertools.islice(plan(seed), len(steps) + 1))
@@ -389,21 +426,31 @@ def kill_once(db: Path, work: Path, run: int, seed: int, rng: random.Random, max
     if check != ["ok"]:
         violations.append(f"{session_id}: integrity_check says {check[:3]}")
     with ObservationStore.open(db) as store:
-        violations += _check_session(store, session_id, ops, model, with_next)
+        violations += check_session(store, session_id, ops, model, with_next)
         matched = model if observe(store, session_id) == model.snapshot() else with_next
         _count, problems = row_problems(db, session_id)
         violations += problems
-        violations += _resolve_interrupted(store, session_id, matched)
+        violations += resolve_interrupted(store, session_id, matched)
     return KillResult(len(steps), matched, violations, early)
 
 
-def _check_session(
+def check_session(
     store: ObservationStore, session_id: str, ops: list[Op], model: Model, with_next: Model
 ) -> list[str]:
     """Check the session is the model after the reported steps, or after one more; payloads exact."""
     found = observe(store, session_id)
     if found not in (model.snapshot(), with_next.snapshot()):
         return [f"{session_id}: the store holds {_diff(found, model.snapshot(), with_next.snapshot())}"]
+    return check_payloads(store, session_id, ops, found)
+
+
+def check_payloads(
+    store: ObservationStore,
+    session_id: str,
+    ops: list[Op],
+    found: dict[str, tuple[bool, list[tuple[int, Row]]]],
+) -> list[str]:
+    """Check every retained outcome and failure of ``found`` reads back as the plan stored it."""
     violations = []
     recorded = {(op.cell, op.generation): op for op in ops if op.action in ("record", "fail")}
     s = store.session(session_id)
@@ -429,7 +476,7 @@ def _diff(found: dict[str, Any], *expected: dict[str, Any]) -> str:
     return "a different set of cells"
 
 
-def _resolve_interrupted(store: ObservationStore, session_id: str, model: Model) -> list[str]:
+def resolve_interrupted(store: ObservationStore, session_id: str, model: Model) -> list[str]:
     """Run fail_pending as a restarted host does; check it failed exactly the interrupted rows."""
     violations = []
     pending = store.pending()

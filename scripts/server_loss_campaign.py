@@ -53,7 +53,7 @@ from codemode_store.errors import (  # noqa: E402
     ObservationInProgress,
 )
 from codemode_store.store import StoreSession  # noqa: E402
-from scripts.crash_campaign import Model, Op, _check_session, observe, plan  # noqa: E402
+from scripts.crash_campaign import Model, Op, check_session, observe, plan  # noqa: E402
 from scripts.pg_cluster import KILL_MODES, Cluster  # noqa: E402
 
 __all__ = ["HOSTS", "ServerLossReport", "run_campaign"]
@@ -368,7 +368,7 @@ def _check(
         for session in sessions:
             ops = list(itertools.islice(plan(seeds[session]), len(read_log(logs[session]).steps)))
             # The hosts stopped between calls: the store is exactly the model, no step in doubt.
-            report.violations += _check_session(store, session, ops, models[session], models[session])
+            report.violations += check_session(store, session, ops, models[session], models[session])
         checked = store.check()
         report.payloads_rehashed = checked.payloads
         if not checked.ok:

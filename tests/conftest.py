@@ -48,13 +48,21 @@ def _skip_without_server() -> None:
     pytest.skip(POSTGRES_SKIP_REASON)
 
 
+#: The start of the reason tests/test_powerloss.py gives when FUSE cannot be mounted.
+POWERLOSS_SKIP_PREFIX = "power-loss tests skipped:"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport() -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Report every PostgreSQL skip at one place, so ``-ra`` sums them up in one line."""
+    """Report every PostgreSQL (or FUSE) skip at one place, so ``-ra`` sums them up in one line."""
     report = yield
-    if report.skipped and isinstance(report.longrepr, tuple) and POSTGRES_SKIP_REASON in report.longrepr[2]:
-        code = _skip_without_server.__code__
-        report.longrepr = (code.co_filename, code.co_firstlineno, report.longrepr[2])
+    if report.skipped and isinstance(report.longrepr, tuple):
+        path, _line, reason = report.longrepr
+        if POSTGRES_SKIP_REASON in reason:
+            code = _skip_without_server.__code__
+            report.longrepr = (code.co_filename, code.co_firstlineno, reason)
+        elif POWERLOSS_SKIP_PREFIX in reason:
+            report.longrepr = (path, None, reason)  # one place: the module
     return report
 
 

@@ -262,12 +262,12 @@ def test_the_cli_refuses_malformed_arguments_and_writes_nothing(
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and result.stdout == "", result.stderr
     if code == 1:
-        lines = result.stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and result.stdout == "", result.stderr
         assert "must" in lines[0] or "is " in lines[0], lines[0]
-    else:
-        assert "Error:" in result.stderr
+    else:  # a usage error points to the help to read
+        assert lines[0].endswith(" --help)"), lines[0]
     with ObservationStore.open(store_url) as store:
         assert dump(store) == before
 

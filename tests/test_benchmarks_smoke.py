@@ -46,7 +46,7 @@ def test_a_tiny_run_prints_the_table_and_writes_json_with_no_errors(
         "record + get, 4 KB",
         "PostgreSQL host loop",
     )
-    for expected in (*expected_workloads, "open", "contention"):
+    for expected in (*expected_workloads, "open", "contention", "CLI --version", "CLI cells --limit 50"):
         assert expected in workloads
     for row in rows:
         assert set(row) == {"workload", "measure", "store", "baseline", "baseline_value", "ratio"} | {

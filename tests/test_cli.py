@@ -18,14 +18,16 @@ from idle_stores import cli
 from sqlalchemy import make_url
 
 import cli as cli_module
+import codemode_store
 from cli import main
-from codemode_store import ImageItem, ObservationStore, Outcome, TextItem, __version__
+from codemode_store import ImageItem, ObservationStore, Outcome, TextItem, __version__, errors, inspection
 from codemode_store.display import summarise_image
 from codemode_store.inspection import RECORD_KEYS, SessionSummary, StoreStats
 from codemode_store.migrate import HEAD_REVISION
 from codemode_store.observation import CellSummary, Observation
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CLI_DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+ERRORS_DOCS = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
 IMAGE_BYTES = bytes(range(256)) * 3 + b"tail"  # 772 bytes, not a multiple of 3
 IMAGE_URL = "data:image/png;base64," + base64.b64encode(IMAGE_BYTES).decode("ascii")
 FINAL = Outcome.completed(
@@ -116,17 +118,38 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
         assert not summary.group(1).endswith("..."), "click cut the one-line description short"
 
 
-def test_every_command_is_in_the_readme() -> None:
-    readme = README.read_text(encoding="utf-8")
+def test_every_command_and_option_is_in_the_cli_docs() -> None:
+    docs = CLI_DOCS.read_text(encoding="utf-8")
     for command in ALL_COMMANDS:
-        assert re.search(rf"codemode-store (--db \S+ )?{' '.join(command)}\b", readme), command
+        assert re.search(rf"codemode-store (--db \S+ )?{' '.join(command)}\b", docs), command
+        target: click.Command = main
+        for name in command:
+            assert isinstance(target, click.Group)
+            target = target.commands[name]
+        for param in target.params:
+            if isinstance(param, click.Option):
+                assert any(opt in docs for opt in param.opts), (command, param.opts)
 
 
-def test_readme_documents_every_json_key() -> None:
-    section = README.read_text(encoding="utf-8").split("## Command line", 1)[1]
+def test_the_cli_docs_document_every_json_key() -> None:
+    section = CLI_DOCS.read_text(encoding="utf-8").split("## JSON keys", 1)[1]
     for keys in RECORD_KEYS.values():
         for key in keys:
             assert f"`{key}`" in section, key
+
+
+def test_every_error_class_is_exported_and_documented() -> None:
+    docs = ERRORS_DOCS.read_text(encoding="utf-8")
+    for name in errors.__all__:
+        error = getattr(errors, name)
+        assert getattr(codemode_store, name) is error, name
+        assert name in codemode_store.__all__, name
+        assert issubclass(error, errors.StoreError)
+        if name != "StoreError":
+            row = next((line for line in docs.splitlines() if line.startswith(f"| `{name}`")), None)
+            assert row is not None, name
+            assert re.search(r"\*\*(retry|resync|give up)\*\*", row), name
+            assert error.__doc__ and error.__doc__.strip(), name
 
 
 # -- read commands --------------------------------------------------------------------------
@@ -266,7 +289,10 @@ def test_end_session(url: str) -> None:
     assert "3 observation(s) deleted" in run(["--db", url, "end-session", "s1"]).stdout
     with ObservationStore.open(url) as store:
         assert [c.session_id for c in store.cells()] == ["s2"]
-    assert "0 observation(s) deleted" in run(["--db", url, "end-session", "s1"]).stdout
+    # The API's end_session of an unknown session is a no-op; the command says so, exit 1.
+    assert_one_line_error(run(["--db", url, "end-session", "s1"], 1), "'s1'", "no such session")
+    with ObservationStore.open(url) as store:
+        assert store.end_session("s1") == 0
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -385,7 +411,7 @@ def test_an_unforeseen_exception_is_one_error_line_not_a_traceback(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("driver surprise with \x1b[31m in it")
 
-    monkeypatch.setattr(cli_module.inspection, "stats", explode)
+    monkeypatch.setattr(inspection, "stats", explode)
     assert_one_line_error(
         run(["--db", url, "stats"], 1), "unexpected RuntimeError", "driver surprise", "\\x1b"
     )

@@ -23,7 +23,7 @@ from benchmarks.tcp_proxy import TcpProxy
 from codemode_store import Observation, ObservationStore
 from codemode_store.errors import AlreadyReleased, DatabaseUnavailable
 from codemode_store.store import StoreSession
-from scripts.crash_campaign import Model, Op, _check_session, observe, plan
+from scripts.crash_campaign import Model, Op, check_session, observe, plan
 from scripts.server_loss_campaign import _apply
 
 pytestmark = pytest.mark.postgres
@@ -111,5 +111,5 @@ def test_cut_connections_lose_nothing_and_never_run_twice(postgres_url: str, see
         model.apply(op)
     with ObservationStore.open(postgres_url) as store:
         assert observe(store, "cut") == model.snapshot()
-        assert _check_session(store, "cut", ops, model, model) == []
+        assert check_session(store, "cut", ops, model, model) == []
         assert store.check().ok

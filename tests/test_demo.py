@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -105,3 +106,63 @@ def test_the_demo_never_empties_a_real_store(tmp_path: Path, monkeypatch: pytest
 def test_the_demo_wants_a_file(tmp_path: Path) -> None:
     result = run_demo("demo", "--db", "postgresql+psycopg://u@localhost/db")
     assert result.exit_code == 2
+
+
+def test_a_folder_that_does_not_exist_fails_before_any_output(tmp_path: Path) -> None:
+    path = tmp_path / "nonexistent" / "x.db"
+    result = run_demo("demo", "--db", str(path))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: cannot write the demo's database {path}: the folder {path.parent} does not exist\n"
+    )
+    assert not path.parent.exists()
+
+
+def look_around(out: str) -> list[list[str]]:
+    """Return the commands the demo prints at its end, split as a shell would."""
+    tail = out.split("Look around", 1)[1].splitlines()[1:]
+    return [shlex.split(line.split("#")[0]) for line in tail if line.startswith("  ")]
+
+
+def test_the_look_around_commands_work_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.delenv("CODEMODE_STORE_URL", raising=False)
+    out = run_demo("demo", "--db", "relative.db").stdout
+    assert f"The demo's database: {here / 'relative.db'}\n" in out
+    commands = look_around(out)
+    assert len(commands) == 4
+    monkeypatch.chdir(elsewhere)
+    for words in commands:
+        assert words[:3] == ["codemode-store", "--db", str(here / "relative.db")]
+        result = CliRunner().invoke(main, words[1:])
+        assert result.exit_code == 0, (words, result.stderr)
+        assert result.stdout.strip()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_printed_command_is_a_full_path_when_the_shell_would_not_find_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "venv dir" / "bin"  # a space: the printed path must be quoted
+    bin_dir.mkdir(parents=True)
+    script = bin_dir / "codemode-store"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    (bin_dir / "activate").write_text("")
+    monkeypatch.setattr(sys, "argv", [str(script), "demo"])
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = run_demo("demo", "--db", str(tmp_path / "d.db")).stdout
+    commands = look_around(out)
+    assert commands and all(words[0] == str(script) for words in commands)
+    assert f"(or activate the environment first: source {shlex.quote(str(bin_dir / 'activate'))})" in out
+
+    monkeypatch.setenv("PATH", str(bin_dir))
+    out = run_demo("demo", "--db", str(tmp_path / "d.db")).stdout
+    assert all(words[0] == "codemode-store" for words in look_around(out))
+    assert "activate" not in out

@@ -440,7 +440,10 @@ def test_an_altered_payload_is_a_database_error_naming_its_key(tmp_path: Path, p
             assert (caught.value.session_id, caught.value.cell_id, caught.value.generation) == ("s", "c1", 0)
             assert "does not decode" in str(caught.value)
         assert s.get("c0", 0) is not None  # the other rows read as before
-    for args in (["show", "s", "c1"], ["history", "s", "c1"], ["show", "s", "c1", "0", "--json"]):
+    for args in (["show", "s", "c1"], ["show", "s", "c1", "0", "--json"]):
         assert_one_line_error(cli(["--db", str(path), *args]), "'c1'", "generation 0")
+    # A listing reads no payload (only a failure's text), so it still lists the row.
+    listed = cli(["--db", str(path), "history", "s", "c1", "--format", "jsonl"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout)["generation"] == 0
     check = cli(["--db", str(path), "check"])
     assert check.exit_code == 1 and "c1" in check.stdout
