@@ -16,13 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Connection
 
 from . import operations as ops
 from .driver import Driver
-from .errors import InvalidInput, StoreError
+from .errors import ErrorKey, InvalidInput, StoreError
 from .observation import CellSummary, Observation, from_micros
 from .validation import (
     MAX_GENERATION,
@@ -108,9 +108,9 @@ class Op(Generic[T]):
         self.args = args
 
     @property
-    def key(self) -> dict[str, Any]:
+    def key(self) -> ErrorKey:
         """The session, cell and generation the operation is about, as error keywords."""
-        return dict(zip(_KEY_NAMES, self.args[: self.keyed], strict=False))
+        return cast(ErrorKey, dict(zip(_KEY_NAMES, self.args[: self.keyed], strict=False)))
 
 
 def _plain_identifier(value: object) -> bool:
