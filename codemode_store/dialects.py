@@ -1,12 +1,14 @@
-"""What differs between SQLite and PostgreSQL above the connection level.
+"""What is PostgreSQL's own, and what differs between the two backends above the connection.
 
-``engine.py`` holds the connection settings; the operations and statements are
-the same SQL on both. What is left is here: how a schema migration keeps other
-processes out, how long a PostgreSQL writer waits for a row lock, how long it
-waits for a server that does not answer, and how a dead pooled connection is
-told apart without a round trip. Which PostgreSQL errors mean "a concurrent writer
-got in the way" or "the server is gone" is told by ``translate.py``, with
-SQLite's error codes.
+PostgreSQL's connection-level settings are here (``postgres_connect_args``:
+how long a writer waits for a row lock, how long it waits for a server that
+does not answer, the text encoding), with how a dead pooled connection is told
+apart without a round trip; ``engine.py`` applies them, as it defines and
+applies SQLite's. Above the connection, the operations and statements are the
+same SQL on both; what is left is how a schema migration keeps other processes
+out (``lock_schema``). Which PostgreSQL errors mean "a concurrent writer got in
+the way" or "the server is gone" is told by ``translate.py``, with SQLite's
+error codes.
 """
 
 from __future__ import annotations
@@ -117,8 +119,8 @@ def discard_dead_connections(pool: Pool) -> None:
     event.listen(pool, "checkout", _check_idle_connection)
 
 
-def _check_idle_connection(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    if is_dead(record.driver_connection):
+def _check_idle_connection(_dbapi_connection: Any, connection_record: Any, _proxy: Any) -> None:
+    if is_dead(connection_record.driver_connection):
         raise InvalidatePoolError("the server closed the pooled connection (restarted or stopped)")
 
 
