@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import calls, observe
 from .async_engine import build_async_engine, schema_url
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, run_call
-from .engine import READ_ONLY, Durability, to_url
+from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, to_url
 from .errors import StoreError
 from .observation import CellSummary, Observation
 from .observe import AsyncRun
@@ -72,7 +72,7 @@ class AsyncObservationStore:
         *,
         durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        busy_timeout: float = 5.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> OpeningStore:
         """Open the store at a path or URL: ``await`` the result, or use it in ``async with``.
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Connection
 
 from . import operations as ops
 from .driver import Driver
-from .errors import InvalidInput, StoreError
+from .engine import BEGIN_READ, BEGIN_WRITE
+from .errors import ErrorKey, InvalidInput, StoreError
 from .observation import CellSummary, Observation, from_micros
+from .payload import PreparedPayload
 from .validation import (
     MAX_GENERATION,
     MAX_IDENTIFIER_LENGTH,
@@ -59,8 +61,6 @@ DEFAULT_FAIL_TEXT = "observation ended before producing a result"
 
 T = TypeVar("T")
 
-_BEGIN_WRITE = "BEGIN IMMEDIATE"
-_BEGIN_READ = "BEGIN"
 _KEY_NAMES = ("session_id", "cell_id", "generation")
 
 
@@ -108,9 +108,9 @@ class Op(Generic[T]):
         self.args = args
 
     @property
-    def key(self) -> dict[str, Any]:
+    def key(self) -> ErrorKey:
         """The session, cell and generation the operation is about, as error keywords."""
-        return dict(zip(_KEY_NAMES, self.args[: self.keyed], strict=False))
+        return cast(ErrorKey, dict(zip(_KEY_NAMES, self.args[: self.keyed], strict=False)))
 
 
 def _plain_identifier(value: object) -> bool:
@@ -142,7 +142,7 @@ def _generation_key(session_id: object, cell_id: object, generation: object) -> 
 
 def _payload(
     data: bytes, max_payload_bytes: int, session: str | None, cell: str | None, generation: int | None
-) -> ops.PreparedPayload:
+) -> PreparedPayload:
     if len(data) > max_payload_bytes:
         raise InvalidInput(
             f"payload of {len(data)} bytes exceeds max_payload_bytes={max_payload_bytes}",
@@ -150,12 +150,12 @@ def _payload(
             cell_id=cell,
             generation=generation,
         )
-    return ops.PreparedPayload(data)
+    return PreparedPayload(data)
 
 
 def _failure_payload(
     error_text: object, max_payload_bytes: int, session: str | None, cell: str | None, generation: int | None
-) -> ops.PreparedPayload:
+) -> PreparedPayload:
     key: dict[str, Any] = {"session_id": session, "cell_id": cell, "generation": generation}
     if not isinstance(error_text, str):
         raise InvalidInput(f"error_text must be a string, not {type(error_text).__name__}", **key)
@@ -272,7 +272,7 @@ def _stored(
     cell: str,
     generation: int,
     now: int,
-    payload: ops.PreparedPayload,
+    payload: PreparedPayload,
     outcome: Outcome | None,
     error_text: str | None,
 ) -> Observation:
@@ -292,14 +292,14 @@ def _stored(
 
 
 def _record_stored(
-    db: Driver, now: int, session: str, cell: str, g: int, payload: ops.PreparedPayload, value: Outcome
+    db: Driver, now: int, session: str, cell: str, g: int, payload: PreparedPayload, value: Outcome
 ) -> Observation:
     ops.record(db, now, session, cell, g, value.kind, payload)
     return _stored(session, cell, g, now, payload, value, None)
 
 
 def _record_stored_at_once(
-    db: Driver, now: int, session: str, cell: str, g: int, payload: ops.PreparedPayload, value: Outcome
+    db: Driver, now: int, session: str, cell: str, g: int, payload: PreparedPayload, value: Outcome
 ) -> Observation | ops.Miss:
     if isinstance(ops.record_at_once(db, now, session, cell, g, value.kind, payload), ops.Miss):
         return ops.MISS
@@ -321,14 +321,14 @@ def record_observation(
 
 
 def _fail_stored(
-    db: Driver, now: int, session: str, cell: str, g: int, payload: ops.PreparedPayload, error_text: str
+    db: Driver, now: int, session: str, cell: str, g: int, payload: PreparedPayload, error_text: str
 ) -> Observation:
     ops.fail(db, now, session, cell, g, payload)
     return _stored(session, cell, g, now, payload, None, error_text)
 
 
 def _fail_stored_at_once(
-    db: Driver, now: int, session: str, cell: str, g: int, payload: ops.PreparedPayload, error_text: str
+    db: Driver, now: int, session: str, cell: str, g: int, payload: PreparedPayload, error_text: str
 ) -> Observation | ops.Miss:
     if isinstance(ops.fail_at_once(db, now, session, cell, g, payload), ops.Miss):
         return ops.MISS
@@ -372,7 +372,7 @@ def run_call(conn: Connection, call: Call[T] | Op[T]) -> T:
                     return quick
             # psycopg opens the transaction with the first statement.
         else:
-            db.execute(_BEGIN_WRITE if call.writes else _BEGIN_READ)
+            db.execute(BEGIN_WRITE if call.writes else BEGIN_READ)
         try:
             # The clock is read inside the transaction: under the write lock,
             # so recorded times follow the commit order.

@@ -1,11 +1,14 @@
-"""What differs between SQLite and PostgreSQL above the connection level.
+"""What is PostgreSQL's own, and what differs between the two backends above the connection.
 
-``engine.py`` holds the connection settings; the operations and statements are
-the same SQL on both. What is left is here: how a schema migration keeps other
-processes out, how long a PostgreSQL writer waits for a row lock, how long it
-waits for a server that does not answer, how a dead pooled connection is told
-apart without a round trip, and which PostgreSQL errors mean "a concurrent
-writer got in the way" or "the server is gone".
+PostgreSQL's connection-level settings are here (``postgres_connect_args``:
+how long a writer waits for a row lock, how long it waits for a server that
+does not answer, the text encoding), with how a dead pooled connection is told
+apart without a round trip; ``engine.py`` applies them, as it defines and
+applies SQLite's. Above the connection, the operations and statements are the
+same SQL on both; what is left is how a schema migration keeps other processes
+out (``lock_schema``). Which PostgreSQL errors mean "a concurrent writer got in
+the way" or "the server is gone" is told by ``translate.py``, with SQLite's
+error codes.
 """
 
 from __future__ import annotations
@@ -20,22 +23,11 @@ from sqlalchemy.pool import Pool
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
-    "POSTGRES_BUSY_SQLSTATES",
     "discard_dead_connections",
     "is_dead",
-    "is_server_unavailable",
     "lock_schema",
     "postgres_connect_args",
 ]
-
-#: SQLSTATEs of PostgreSQL errors that a retry of the operation can overcome:
-#: serialization failure, deadlock detected, lock not available (lock_timeout).
-POSTGRES_BUSY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
-
-#: SQLSTATEs (besides class 08, connection exception) of a server that is going
-#: away or not yet back: admin shutdown, crash shutdown, cannot connect now
-#: (starting up, shutting down, in recovery).
-_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 
 #: Seconds a new PostgreSQL connection may take (TCP handshake, startup,
 #: authentication) before the call fails with ``DatabaseUnavailable``; a
@@ -127,8 +119,8 @@ def discard_dead_connections(pool: Pool) -> None:
     event.listen(pool, "checkout", _check_idle_connection)
 
 
-def _check_idle_connection(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    if is_dead(record.driver_connection):
+def _check_idle_connection(_dbapi_connection: Any, connection_record: Any, _proxy: Any) -> None:
+    if is_dead(connection_record.driver_connection):
         raise InvalidatePoolError("the server closed the pooled connection (restarted or stopped)")
 
 
@@ -146,23 +138,3 @@ def is_dead(driver_connection: Any) -> bool:
     poller = select.poll()
     poller.register(driver_connection.pgconn.socket, select.POLLIN | select.POLLPRI)
     return bool(poller.poll(0))
-
-
-def is_server_unavailable(original: object, connection_invalidated: bool) -> bool:
-    """Tell whether a driver error means the PostgreSQL server cannot be reached or went away.
-
-    ``connection_invalidated`` is SQLAlchemy's verdict that the error broke the
-    connection. Otherwise: a server error of class 08 (connection exception) or
-    a shutdown or start-up SQLSTATE; or an error of a driver that reports
-    SQLSTATEs (psycopg) with none, about the connection itself (refused, timed
-    out, closed), which is what psycopg raises when no server answered.
-    """
-    if not hasattr(original, "sqlstate"):
-        return False  # sqlite3 and other drivers without SQLSTATEs: no server to lose
-    if connection_invalidated:
-        return True
-    sqlstate = original.sqlstate
-    if sqlstate is None:
-        # By name: psycopg is an optional dependency. Its ConnectionTimeout is one.
-        return any(cls.__name__ == "OperationalError" for cls in type(original).__mro__)
-    return isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES)

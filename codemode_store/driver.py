@@ -101,13 +101,14 @@ class Statement:
 class Driver:
     """One transaction's statements on the DB-API connection under a SQLAlchemy ``Connection``."""
 
-    __slots__ = ("conn", "cursor", "dbapi_connection", "dialect", "error", "key", "traced")
+    __slots__ = ("compiled_for", "conn", "cursor", "dbapi_connection", "dialect", "error", "traced")
 
     def __init__(self, conn: Connection) -> None:
         """Open a cursor on the driver connection that ``conn`` holds."""
         self.conn = conn
         self.dialect = conn.dialect
-        self.key = (type(self.dialect), self.dialect.paramstyle)
+        #: Which compiled form of a statement this connection runs (see ``Statement.compiled``).
+        self.compiled_for = (type(self.dialect), self.dialect.paramstyle)
         #: The driver's base exception class: only these are wrapped.
         self.error: type[Exception] = self.dialect.loaded_dbapi.Error
         # SQLAlchemy's cursor events still fire for whoever listens (tests, tracing).
@@ -129,7 +130,7 @@ class Driver:
         return self.dialect.name == "postgresql"
 
     def _run(self, statement: Statement, args: tuple[Any, ...]) -> Any:
-        compiled = statement._compiled.get(self.key) or statement.compiled(self.dialect)
+        compiled = statement._compiled.get(self.compiled_for) or statement.compiled(self.dialect)
         params = args if compiled.arrange is None else compiled.arrange(args)
         cursor = self.cursor
         if self.traced:

@@ -1,10 +1,15 @@
 """Engines: turn a path or URL into a configured SQLAlchemy engine.
 
-Everything that differs between SQLite and PostgreSQL at the connection level
-lives here: SQLite's per-connection pragmas (busy timeout, synchronous, foreign
-keys) in one ``connect`` listener, its ``BEGIN IMMEDIATE`` in one ``begin``
-listener, the settings a SQLite file keeps (WAL, incremental auto-vacuum), and
-the 0600 mode of a new database file.
+``build_engine`` applies every connection-level setting of both backends.
+SQLite's are defined here: its per-connection pragmas (busy timeout,
+synchronous, foreign keys) in one ``connect`` listener; how its transactions
+start (``BEGIN IMMEDIATE`` for a writer), applied by one ``begin`` listener to
+transactions opened through SQLAlchemy and by ``calls.run_call`` to the
+operations, which open theirs on the driver connection; the settings a SQLite
+file keeps (WAL, incremental auto-vacuum); and the 0600 mode of a new database
+file. PostgreSQL's driver arguments (``lock_timeout``, network timeouts,
+encoding) and its check of dead pooled connections are defined in
+``dialects.py``, beside the rest of what is PostgreSQL's own.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from .errors import DatabaseError, InvalidInput
 from .validation import is_encodable
 
 __all__ = [
+    "BEGIN_READ",
+    "BEGIN_WRITE",
+    "DEFAULT_BUSY_TIMEOUT",
     "READ_ONLY",
     "Durability",
     "IdleConnections",
@@ -40,7 +48,14 @@ Durability = Literal["normal", "full"]
 #: ``BEGIN``: readers must not take the write lock.
 READ_ONLY = "codemode_read_only"
 
+#: Seconds a writer waits for a lock before ``DatabaseBusy`` (SQLite's busy
+#: timeout, PostgreSQL's ``lock_timeout``): the default of both front ends.
 DEFAULT_BUSY_TIMEOUT = 5.0
+
+#: How a SQLite transaction starts: a writer takes the write lock at once (no
+#: lock upgrade midway, which could fail without waiting), a reader does not.
+BEGIN_WRITE = "BEGIN IMMEDIATE"
+BEGIN_READ = "BEGIN"
 
 
 def to_url(target: str | os.PathLike[str] | URL) -> URL:
@@ -147,7 +162,7 @@ def configure_sqlite(engine: Engine, *, durability: Durability, busy_timeout: fl
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
-        statement = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        statement = BEGIN_READ if connection.get_execution_options().get(READ_ONLY) else BEGIN_WRITE
         # Straight on the DB-API connection (a cursor, which the aiosqlite adapter
         # offers too): SQLAlchemy has nothing to add to a BEGIN, and its execution
         # machinery would cost about as much as one of the transaction's statements.

@@ -10,6 +10,8 @@ written: every operation is one transaction.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 __all__ = [
     "AlreadyReleased",
     "CellClosed",
@@ -31,6 +33,18 @@ __all__ = [
     "StoreNotFound",
     "UnknownCell",
 ]
+
+
+class ErrorKey(TypedDict, total=False):
+    """What an error is about: the keyword arguments of ``StoreError`` that name it.
+
+    Internal (not in ``__all__``): the type of the key an operation hands to the
+    error boundary (``translate.errors_of_database``).
+    """
+
+    session_id: str | None
+    cell_id: str | None
+    generation: int | None
 
 
 class StoreError(Exception):

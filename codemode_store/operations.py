@@ -14,7 +14,6 @@ operation runs again in a locked transaction to find out which rule applies.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -33,12 +32,12 @@ from .errors import (
     UnknownCell,
 )
 from .observation import CellSummary, Observation, ObservationState, from_micros
+from .payload import PreparedPayload
 from .wire import CLOSING_KINDS, OutcomeKind, decode_payload
 
 __all__ = [
     "MISS",
     "Miss",
-    "PreparedPayload",
     "begin",
     "begin_at_once",
     "cells",
@@ -56,17 +55,6 @@ __all__ = [
     "release",
     "release_at_once",
 ]
-
-
-class PreparedPayload:
-    """Payload bytes with their length and raw sha256 digest, computed once outside the transaction."""
-
-    __slots__ = ("data", "sha256", "size")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.size = len(data)
-        self.sha256 = hashlib.sha256(data).digest()
 
 
 class Miss:
@@ -91,7 +79,7 @@ def _unknown(session_id: str, cell_id: str, generation: int | None = None) -> Un
 
 
 def _lock_cell(db: Driver, session_id: str, cell_id: str, generation: int | None) -> Any:
-    row = db.first(sql.lock_cell, (session_id, cell_id))
+    row = db.first(sql.select_cell_locked, (session_id, cell_id))
     if row is None:
         raise _unknown(session_id, cell_id, generation)
     return row
@@ -176,7 +164,7 @@ def begin(
     key = (session_id, cell_id, generation)
     # The common case: the next generation of an open cell. The guarded UPDATE
     # both checks that and takes the cell's row lock.
-    if db.count(sql.advance_cell, (*key, generation - 1)) == 1:
+    if db.count(sql.update_cell_generation, (*key, generation - 1)) == 1:
         if generation > 0:
             _acknowledge_previous(db, now, session_id, cell_id, generation)
         db.count(sql.insert_pending, (*key, now, request))
@@ -192,14 +180,14 @@ def begin(
             generation=generation,
         )
     if generation == next_generation:
-        # advance_cell refused the next generation: only a closed cell does that.
+        # update_cell_generation refused the next generation: only a closed cell does that.
         raise CellClosed(
             "the cell is closed; no later generation will come",
             session_id=session_id,
             cell_id=cell_id,
             generation=generation,
         )
-    row = list(db.first(sql.read_observation, key))
+    row = list(db.first(sql.select_observation, key))
     stored_request = row.pop()
     state = row[3]
     if state == "pending":
@@ -227,7 +215,11 @@ def begin_at_once(
     db: Driver, now: int, session_id: str, cell_id: str, generation: int, request: str | None
 ) -> Miss | None:
     """Run the common case of ``begin`` as one statement; ``MISS`` if it does not apply."""
-    statement = sql.begin_next_at_once if generation > 0 else sql.begin_first_at_once
+    statement = (
+        sql.release_previous_and_insert_pending_at_once
+        if generation > 0
+        else sql.insert_first_pending_at_once
+    )
     row = db.first(statement, (session_id, cell_id, generation, generation - 1, now, request))
     return None if row[0] == 1 else MISS
 
@@ -235,9 +227,9 @@ def begin_at_once(
 def _acknowledge_previous(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> None:
     """Release generation g−1 for begin(g): asking for g proves Core consumed g−1."""
     previous = (session_id, cell_id, generation - 1)
-    if db.count(sql.release_any, (*previous, now)) == 1:
+    if db.count(sql.update_released, (*previous, now)) == 1:
         return
-    row = db.first(sql.read_state, previous)
+    row = db.first(sql.select_state, previous)
     if row is not None and row[0] == "pending":
         raise ObservationInProgress(
             f"generation {generation - 1} is still pending",
@@ -263,12 +255,12 @@ def record(
     key = (session_id, cell_id, generation)
     # Close first: it takes the cell's lock before the observation's, the order
     # every writer uses. A rejection below rolls the close back.
-    if kind in CLOSING_KINDS and db.count(sql.close_cell, (session_id, cell_id)) == 0:
+    if kind in CLOSING_KINDS and db.count(sql.update_cell_closed, (session_id, cell_id)) == 0:
         raise _unknown(session_id, cell_id, generation)
-    if db.count(sql.record, (*key, kind, payload.data, payload.size, payload.sha256, now)) == 1:
+    if db.count(sql.update_retained, (*key, kind, payload.data, payload.size, payload.sha256, now)) == 1:
         return
     _lock_cell(db, session_id, cell_id, generation)
-    row = db.first(sql.read_state_and_digest, key)
+    row = db.first(sql.select_state_and_digest, key)
     if row is not None and row[0] == "retained":
         if bytes(row[2]) == payload.sha256 and row[1] == kind:
             return  # the same outcome again: an idempotent retry
@@ -287,9 +279,9 @@ def record_at_once(
     """Run the common case of ``record`` as one statement; ``MISS`` if it does not apply."""
     args = (session_id, cell_id, generation, kind, payload.data, payload.size, payload.sha256, now)
     if kind in CLOSING_KINDS:
-        done = db.first(sql.record_closing_at_once, args)[0] == 1
+        done = db.first(sql.update_retained_and_cell_closed_at_once, args)[0] == 1
     else:
-        done = db.count(sql.record, args) == 1
+        done = db.count(sql.update_retained, args) == 1
     return None if done else MISS
 
 
@@ -303,10 +295,10 @@ def fail(
 ) -> None:
     """Mark pending ``generation`` failed with an error text (SPEC §3 ``fail``)."""
     key = (session_id, cell_id, generation)
-    if db.count(sql.fail, (*key, payload.data, payload.size, payload.sha256, now)) == 1:
+    if db.count(sql.update_failed, (*key, payload.data, payload.size, payload.sha256, now)) == 1:
         return
     _lock_cell(db, session_id, cell_id, generation)
-    raise _not_pending(db.first(sql.read_state, key), session_id, cell_id, generation)
+    raise _not_pending(db.first(sql.select_state, key), session_id, cell_id, generation)
 
 
 def fail_at_once(
@@ -314,7 +306,7 @@ def fail_at_once(
 ) -> Miss | None:
     """Run the common case of ``fail`` as one statement; ``MISS`` if it does not apply."""
     args = (session_id, cell_id, generation, payload.data, payload.size, payload.sha256, now)
-    return None if db.count(sql.fail, args) == 1 else MISS
+    return None if db.count(sql.update_failed, args) == 1 else MISS
 
 
 def _not_pending(row: Any, session_id: str, cell_id: str, generation: int) -> NotPending:
@@ -329,7 +321,7 @@ def _not_pending(row: Any, session_id: str, cell_id: str, generation: int) -> No
 
 def fail_pending(db: Driver, now: int, payload: PreparedPayload) -> int:
     """Turn every pending row of the store into ``failed``; return how many."""
-    return db.count(sql.fail_all_pending, (payload.data, payload.size, payload.sha256, now))
+    return db.count(sql.update_every_pending_failed, (payload.data, payload.size, payload.sha256, now))
 
 
 # -- release ----------------------------------------------------------------------
@@ -338,7 +330,7 @@ def fail_pending(db: Driver, now: int, payload: PreparedPayload) -> int:
 def release(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> bool:
     """Acknowledge ``generation`` (SPEC §3 ``release``); ``True`` if this call dropped it."""
     key = (session_id, cell_id, generation)
-    if db.count(sql.release_terminal, (*key, now)) == 1:
+    if db.count(sql.update_released_terminal, (*key, now)) == 1:
         return True
     closed, last = _lock_cell(db, session_id, cell_id, generation)
     if last is None or generation > last:
@@ -348,7 +340,7 @@ def release(db: Driver, now: int, session_id: str, cell_id: str, generation: int
             cell_id=cell_id,
             generation=generation,
         )
-    state, kind = db.first(sql.read_state, key)
+    state, kind = db.first(sql.select_state, key)
     if state == "released":
         return False
     if state in ("pending", "failed"):
@@ -357,7 +349,7 @@ def release(db: Driver, now: int, session_id: str, cell_id: str, generation: int
         )
     if kind == "yielded" and closed and generation == last:
         # A closed cell's trailing yield: no successor will ever acknowledge it.
-        return db.count(sql.release_any, (*key, now)) == 1
+        return db.count(sql.update_released, (*key, now)) == 1
     raise NotReleasable(
         f"a {kind} outcome is not terminal; Core acknowledges it by asking for the next generation",
         session_id=session_id,
@@ -368,7 +360,9 @@ def release(db: Driver, now: int, session_id: str, cell_id: str, generation: int
 
 def release_at_once(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> bool | Miss:
     """Run the common case of ``release`` as one statement; ``MISS`` if it does not apply."""
-    return True if db.count(sql.release_terminal, (session_id, cell_id, generation, now)) == 1 else MISS
+    return (
+        True if db.count(sql.update_released_terminal, (session_id, cell_id, generation, now)) == 1 else MISS
+    )
 
 
 # -- close_cell, end_session -----------------------------------------------------
@@ -376,13 +370,13 @@ def release_at_once(db: Driver, now: int, session_id: str, cell_id: str, generat
 
 def close_cell(db: Driver, now: int, session_id: str, cell_id: str) -> None:
     """Mark the cell closed; closing a closed cell changes nothing."""
-    if db.count(sql.close_cell, (session_id, cell_id)) == 0:
+    if db.count(sql.update_cell_closed, (session_id, cell_id)) == 0:
         raise _unknown(session_id, cell_id)
 
 
 def end_session(db: Driver, now: int, session_id: str) -> int:
     """Delete every row of the session; return how many observations went."""
-    db.all(sql.lock_session_cells, (session_id,))
+    db.all(sql.select_session_cells_locked, (session_id,))
     deleted = db.count(sql.delete_session_observations, (session_id,))
     db.count(sql.delete_session_cells, (session_id,))
     return deleted
@@ -393,7 +387,7 @@ def end_session(db: Driver, now: int, session_id: str) -> int:
 
 def get(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> Observation | None:
     """Return one observation, or ``None`` when the cell has no such generation."""
-    row = db.first_list(sql.read_cell_and_observation, (session_id, cell_id, generation))
+    row = db.first_list(sql.select_cell_and_observation, (session_id, cell_id, generation))
     if row is None:
         raise _unknown(session_id, cell_id, generation)
     if row[4] is None:  # no observation joined: the cell has no such generation
@@ -404,22 +398,22 @@ def get(db: Driver, now: int, session_id: str, cell_id: str, generation: int) ->
 
 def history(db: Driver, now: int, session_id: str, cell_id: str) -> list[Observation]:
     """Return every observation of the cell in generation order."""
-    if db.first(sql.read_cell, (session_id, cell_id)) is None:
+    if db.first(sql.select_cell, (session_id, cell_id)) is None:
         raise _unknown(session_id, cell_id)
-    return [to_observation(list(row)) for row in db.all(sql.read_history, (session_id, cell_id))]
+    return [to_observation(list(row)) for row in db.all(sql.select_history, (session_id, cell_id))]
 
 
 def pending(db: Driver, now: int) -> list[Observation]:
     """Return every pending observation of the store."""
-    return [to_observation(list(row)) for row in db.all(sql.read_pending)]
+    return [to_observation(list(row)) for row in db.all(sql.select_pending)]
 
 
 def cells(db: Driver, now: int, session_id: str | None) -> list[CellSummary]:
     """Return summaries of the cells of one session, or of every session."""
     if session_id is None:
-        rows = db.all(sql.cell_summaries)
+        rows = db.all(sql.select_cell_summaries)
     else:
-        rows = db.all(sql.cell_summaries_of_session, (session_id,))
+        rows = db.all(sql.select_cell_summaries_of_session, (session_id,))
     return [_summary(row) for row in rows]
 
 

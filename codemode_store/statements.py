@@ -1,7 +1,10 @@
 """The SQL of the operations, built once at import with bind parameters.
 
 Each is a Core statement wrapped in a :class:`~codemode_store.driver.Statement`
-that names its parameters in the order the operations pass their values.
+that names its parameters in the order the operations pass their values. A
+statement is named for what it does to which rows (``select_*``, ``insert_*``,
+``update_*``, ``delete_*``), never for the operation that runs it: the
+operations' names belong to ``operations.py``.
 
 No statement is assembled from user values: every value reaches the database
 as a bound parameter. ``with_for_update`` takes a row lock on PostgreSQL and
@@ -35,9 +38,9 @@ o = observations.c
 c = cells.c
 
 
-_cell_key = and_(c.session_id == bindparam("p_session_id"), c.cell_id == bindparam("p_cell_id"))
-_obs_cell = and_(o.session_id == bindparam("p_session_id"), o.cell_id == bindparam("p_cell_id"))
-_obs_key = and_(_obs_cell, o.generation == bindparam("p_generation"))
+_where_cell = and_(c.session_id == bindparam("p_session_id"), c.cell_id == bindparam("p_cell_id"))
+_where_obs_cell = and_(o.session_id == bindparam("p_session_id"), o.cell_id == bindparam("p_cell_id"))
+_where_obs_key = and_(_where_obs_cell, o.generation == bindparam("p_generation"))
 
 #: The parameters naming a cell, and one of its generations, in the order operations pass them.
 _CELL = ("p_session_id", "p_cell_id")
@@ -79,14 +82,16 @@ insert_cell = Statement(
     "p_now",
 )
 
-lock_cell = Statement(select(c.closed, c.last_generation).where(_cell_key).with_for_update(), *_CELL)
+select_cell_locked = Statement(
+    select(c.closed, c.last_generation).where(_where_cell).with_for_update(), *_CELL
+)
 
-read_cell = Statement(select(c.closed, c.last_generation).where(_cell_key), *_CELL)
+select_cell = Statement(select(c.closed, c.last_generation).where(_where_cell), *_CELL)
 
 _advance = (
     update(cells)
     .where(
-        _cell_key,
+        _where_cell,
         c.closed == False,  # noqa: E712 - SQL comparison, not Python
         func.coalesce(c.last_generation, -1) == bindparam("p_previous"),
     )
@@ -94,10 +99,10 @@ _advance = (
 )
 
 #: Advance an open cell to generation ``generation`` if that is its next one.
-advance_cell = Statement(_advance, *_KEY, "p_previous")
+update_cell_generation = Statement(_advance, *_KEY, "p_previous")
 
-_close = update(cells).where(_cell_key).values(closed=True)
-close_cell = Statement(_close, *_CELL)
+_close = update(cells).where(_where_cell).values(closed=True)
+update_cell_closed = Statement(_close, *_CELL)
 
 # -- observations ------------------------------------------------------------
 
@@ -112,10 +117,10 @@ _pending_row = {
 
 insert_pending = Statement(insert(observations).values(**_pending_row), *_KEY, "p_now", "p_request")
 
-read_observation = Statement(select(*OBSERVATION_COLUMNS, o.request).where(_obs_key), *_KEY)
+select_observation = Statement(select(*OBSERVATION_COLUMNS, o.request).where(_where_obs_key), *_KEY)
 
 #: The cell and, if it exists, one of its generations, in one round trip.
-read_cell_and_observation = Statement(
+select_cell_and_observation = Statement(
     select(c.closed, c.last_generation, *OBSERVATION_COLUMNS)
     .select_from(
         cells.outerjoin(
@@ -127,17 +132,17 @@ read_cell_and_observation = Statement(
             ),
         )
     )
-    .where(_cell_key),
+    .where(_where_cell),
     *_KEY,
 )
 
-read_state = Statement(select(o.state, o.kind).where(_obs_key), *_KEY)
+select_state = Statement(select(o.state, o.kind).where(_where_obs_key), *_KEY)
 
-read_state_and_digest = Statement(select(o.state, o.kind, o.payload_sha256).where(_obs_key), *_KEY)
+select_state_and_digest = Statement(select(o.state, o.kind, o.payload_sha256).where(_where_obs_key), *_KEY)
 
-read_history = Statement(select(*OBSERVATION_COLUMNS).where(_obs_cell).order_by(o.generation), *_CELL)
+select_history = Statement(select(*OBSERVATION_COLUMNS).where(_where_obs_cell).order_by(o.generation), *_CELL)
 
-read_pending = Statement(
+select_pending = Statement(
     select(*OBSERVATION_COLUMNS).where(o.state == "pending").order_by(o.session_id, o.cell_id, o.generation)
 )
 
@@ -149,42 +154,44 @@ _stored_payload: dict[str, Any] = {
     "recorded_at": bindparam("p_now"),
 }
 
-_record = (
+_retain = (
     update(observations)
-    .where(_obs_key, o.state == "pending")
+    .where(_where_obs_key, o.state == "pending")
     .values(state="retained", kind=bindparam("p_kind"), **_stored_payload)
 )
-record = Statement(_record, *_KEY, "p_kind", *_PAYLOAD)
+update_retained = Statement(_retain, *_KEY, "p_kind", *_PAYLOAD)
 
-fail = Statement(
-    update(observations).where(_obs_key, o.state == "pending").values(state="failed", **_stored_payload),
+update_failed = Statement(
+    update(observations)
+    .where(_where_obs_key, o.state == "pending")
+    .values(state="failed", **_stored_payload),
     *_KEY,
     *_PAYLOAD,
 )
 
-fail_all_pending = Statement(
+update_every_pending_failed = Statement(
     update(observations).where(o.state == "pending").values(state="failed", **_stored_payload), *_PAYLOAD
 )
 
 _drop_payload: dict[str, Any] = {"state": "released", "payload": None, "released_at": bindparam("p_now")}
 
 #: Release a terminal outcome: the common case of ``release`` in one statement.
-release_terminal = Statement(
+update_released_terminal = Statement(
     update(observations)
     # Two literals rather than IN: an IN list is an "expanding" parameter.
-    .where(_obs_key, o.payload.is_not(None), or_(o.kind == "completed", o.kind == "terminated"))
+    .where(_where_obs_key, o.payload.is_not(None), or_(o.kind == "completed", o.kind == "terminated"))
     .values(**_drop_payload),
     *_KEY,
     "p_now",
 )
 
 #: Release whatever a payload-holding generation holds (guarded, idempotent).
-release_any = Statement(
-    update(observations).where(_obs_key, o.payload.is_not(None)).values(**_drop_payload), *_KEY, "p_now"
+update_released = Statement(
+    update(observations).where(_where_obs_key, o.payload.is_not(None)).values(**_drop_payload), *_KEY, "p_now"
 )
 
 _session = c.session_id == bindparam("p_session_id")
-lock_session_cells = Statement(select(c.cell_id).where(_session).with_for_update(), "p_session_id")
+select_session_cells_locked = Statement(select(c.cell_id).where(_session).with_for_update(), "p_session_id")
 
 delete_session_observations = Statement(
     delete(observations).where(o.session_id == bindparam("p_session_id")), "p_session_id"
@@ -215,7 +222,7 @@ _insert_pending_after = insert(observations).from_select(
 )
 
 #: begin(0) of a new cell: advance it and write the pending row; 1 = done.
-begin_first_at_once = Statement(
+insert_first_pending_at_once = Statement(
     select(
         select(func.count())
         .select_from(_insert_pending_after.returning(o.generation).cte("inserted"))
@@ -227,7 +234,7 @@ begin_first_at_once = Statement(
     "p_request",
 )
 
-_previous_key = and_(_obs_cell, o.generation == bindparam("p_previous"))
+_previous_key = and_(_where_obs_cell, o.generation == bindparam("p_previous"))
 _advanced_after_previous = (
     _advance.where(select(o.generation).where(_previous_key, o.payload.is_not(None)).exists())
     .returning(c.last_generation)
@@ -249,7 +256,7 @@ _inserted_next = (
 
 #: begin(g > 0): advance the cell if generation g−1 holds its answer, release
 #: g−1 (the implicit acknowledgement) and write the pending row; 1 = done.
-begin_next_at_once = Statement(
+release_previous_and_insert_pending_at_once = Statement(
     select(select(func.count()).select_from(_inserted_next).scalar_subquery()).add_cte(_released_previous),
     *_KEY,
     "p_previous",
@@ -257,13 +264,13 @@ begin_next_at_once = Statement(
     "p_request",
 )
 
-_locked_cell = select(c.session_id).where(_cell_key).with_for_update().cte("locked_cell")
-_recorded = _record.where(select(_locked_cell.c.session_id).exists()).returning(o.generation).cte("recorded")
+_locked_cell = select(c.session_id).where(_where_cell).with_for_update().cte("locked_cell")
+_recorded = _retain.where(select(_locked_cell.c.session_id).exists()).returning(o.generation).cte("recorded")
 _closed = _close.where(select(_recorded.c.generation).exists()).returning(c.cell_id).cte("closed")
 
 #: record(g) of a closing outcome: lock the cell, store the outcome of pending
 #: g and close the cell; 1 = done.
-record_closing_at_once = Statement(
+update_retained_and_cell_closed_at_once = Statement(
     select(select(func.count()).select_from(_recorded).scalar_subquery()).add_cte(_closed),
     *_KEY,
     "p_kind",
@@ -273,7 +280,7 @@ record_closing_at_once = Statement(
 # -- summaries ---------------------------------------------------------------
 
 #: The rows whose payload is still stored: retained outcomes and failure texts.
-holds_payload = or_(o.state == "retained", o.state == "failed")  # no IN: see release_terminal
+holds_payload = or_(o.state == "retained", o.state == "failed")  # no IN: see update_released_terminal
 
 _last = observations.alias("last_observation")
 
@@ -332,5 +339,5 @@ def _cell_summaries(*, of_one_session: bool) -> Select[Any]:
 
 
 #: One row a cell: its flags, its last generation's state and kind, its totals.
-cell_summaries = Statement(_cell_summaries(of_one_session=False))
-cell_summaries_of_session = Statement(_cell_summaries(of_one_session=True), "p_session_id")
+select_cell_summaries = Statement(_cell_summaries(of_one_session=False))
+select_cell_summaries_of_session = Statement(_cell_summaries(of_one_session=True), "p_session_id")

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL
 
 from . import calls, integrity, observe, retention, space
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, now_micros, run_call
-from .engine import READ_ONLY, Durability, IdleConnections, build_engine, to_url
+from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, IdleConnections, build_engine, to_url
 from .errors import DatabaseError, InvalidInput, StoreError
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
@@ -72,7 +72,7 @@ class ObservationStore:
         *,
         durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        busy_timeout: float = 5.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> ObservationStore:
         """Open the store at a path or SQLAlchemy URL, creating or upgrading its schema.
 

@@ -4,6 +4,11 @@ No SQLAlchemy or DB-API exception leaves the public API: each is re-raised as
 :class:`DatabaseUnavailable`, :class:`DatabaseBusy`, :class:`NotADatabase` or
 :class:`DatabaseError`, with the key of the operation and the driver's own
 words, chained with ``from``.
+
+The class is chosen by the driver's error code, never by its English text:
+SQLite's result code (``sqlite3.Error.sqlite_errorcode``, which aiosqlite's
+errors carry too, being sqlite3's) and PostgreSQL's SQLSTATE (psycopg's
+``Error.sqlstate``).
 """
 
 from __future__ import annotations
@@ -11,17 +16,34 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
+from typing import Unpack
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from .dialects import POSTGRES_BUSY_SQLSTATES, is_server_unavailable
-from .errors import DatabaseBusy, DatabaseError, DatabaseUnavailable, NotADatabase, StoreError
+from .errors import DatabaseBusy, DatabaseError, DatabaseUnavailable, ErrorKey, NotADatabase, StoreError
 
-__all__ = ["errors_of_database", "translate"]
+__all__ = ["errors_of_database", "is_server_unavailable", "translate"]
 
-_BUSY = ("database is locked", "database is busy", "deadlock detected", "could not serialize", "lock timeout")
-_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed", "not a database")
-_NOT_WRITABLE = ("readonly database", "unable to open database file")
+# SQLite's primary result codes. An error may carry an extended code (the
+# primary one in its low byte: SQLITE_BUSY_SNAPSHOT, SQLITE_READONLY_DBMOVED,
+# SQLITE_CANTOPEN_ISDIR, ...), so codes are compared by ``code & 0xFF``.
+_PRIMARY = 0xFF
+#: Another connection held the lock past the busy timeout.
+_SQLITE_BUSY = frozenset({sqlite3.SQLITE_BUSY})
+#: The file is not a SQLite database, or its pages are damaged.
+_SQLITE_NOT_A_DATABASE = frozenset({sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT})
+#: The file, or the folder that holds its -wal and -shm files, cannot be written.
+_SQLITE_NOT_WRITABLE = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
+
+#: SQLSTATEs of PostgreSQL errors that a retry of the operation can overcome:
+#: serialization_failure, deadlock_detected, lock_not_available (lock_timeout).
+_POSTGRES_BUSY = frozenset({"40001", "40P01", "55P03"})
+#: SQLSTATEs (besides class 08, connection_exception) of a server that is going
+#: away or not yet back: admin_shutdown, crash_shutdown, cannot_connect_now
+#: (starting up, shutting down, in recovery).
+_POSTGRES_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03"})
+_POSTGRES_CONNECTION_CLASS = "08"
+
 # SQLite says "readonly database" even when only the folder is read-only.
 _NOT_WRITABLE_HINT = (
     "(check that the file and its folder exist and are writable by this user: "
@@ -29,31 +51,54 @@ _NOT_WRITABLE_HINT = (
 )
 
 
-def translate(exc: SQLAlchemyError | sqlite3.Error, **key: object) -> StoreError:
+def translate(exc: SQLAlchemyError | sqlite3.Error, **key: Unpack[ErrorKey]) -> StoreError:
     """Return the ``StoreError`` that stands for a driver error."""
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     words = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-    lowered = words.lower()
     error_class: type[DatabaseError] = DatabaseError
     invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    sqlite_code = getattr(original, "sqlite_errorcode", None)
+    primary = sqlite_code & _PRIMARY if isinstance(sqlite_code, int) else None
     if is_server_unavailable(original, invalidated):
         error_class = DatabaseUnavailable
         words = f"the database server is unreachable or went away: {words} (retry once it is back)"
-    elif getattr(original, "sqlstate", None) in POSTGRES_BUSY_SQLSTATES:
+    elif getattr(original, "sqlstate", None) in _POSTGRES_BUSY:
         error_class = DatabaseBusy
         words = f"{words} (a concurrent writer held the rows; the operation may be retried)"
-    elif any(marker in lowered for marker in _BUSY):
+    elif primary in _SQLITE_BUSY:
         error_class = DatabaseBusy
         words = f"{words} (another writer held the lock past the busy timeout)"
-    elif any(marker in lowered for marker in _NOT_A_DATABASE):
+    elif primary in _SQLITE_NOT_A_DATABASE:
         error_class = NotADatabase
-    elif any(marker in lowered for marker in _NOT_WRITABLE):
+    elif primary in _SQLITE_NOT_WRITABLE:
         words = f"{words} {_NOT_WRITABLE_HINT}"
-    return error_class(f"database error: {words}", **key)  # type: ignore[arg-type]
+    return error_class(f"database error: {words}", **key)
+
+
+def is_server_unavailable(original: object, connection_invalidated: bool) -> bool:
+    """Tell whether a driver error means the PostgreSQL server cannot be reached or went away.
+
+    ``connection_invalidated`` is SQLAlchemy's verdict that the error broke the
+    connection. Otherwise: a server error of class 08 (connection exception) or
+    a shutdown or start-up SQLSTATE; or an error of a driver that reports
+    SQLSTATEs (psycopg) with none, about the connection itself (refused, timed
+    out, closed), which is what psycopg raises when no server answered.
+    """
+    if not hasattr(original, "sqlstate"):
+        return False  # sqlite3 and other drivers without SQLSTATEs: no server to lose
+    if connection_invalidated:
+        return True
+    sqlstate = original.sqlstate
+    if sqlstate is None:
+        # By name: psycopg is an optional dependency. Its ConnectionTimeout is one.
+        return any(cls.__name__ == "OperationalError" for cls in type(original).__mro__)
+    return isinstance(sqlstate, str) and (
+        sqlstate.startswith(_POSTGRES_CONNECTION_CLASS) or sqlstate in _POSTGRES_UNAVAILABLE
+    )
 
 
 @contextlib.contextmanager
-def errors_of_database(**key: object) -> Iterator[None]:
+def errors_of_database(**key: Unpack[ErrorKey]) -> Iterator[None]:
     """Re-raise SQLAlchemy errors raised inside the block as ``StoreError``."""
     try:
         yield
