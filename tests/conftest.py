@@ -21,6 +21,7 @@ import os
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
@@ -45,7 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _param(backend: str, front_end: str | None = None) -> object:
+def _param(backend: str, front_end: str | None = None) -> Any:
+    """Return the parameter of a backend (or a backend and front end), marked ``postgres`` if it is one."""
     marks = [pytest.mark.postgres] if backend == "postgres" else []
     if front_end is None:
         return pytest.param(backend, id=backend, marks=marks)
