@@ -1,4 +1,4 @@
-"""Fixtures shared by the suite: a store per backend, and a dump of its tables.
+"""Fixtures and hooks of the suite: a store per backend and front end, and stores aged for gc.
 
 ``store_url`` is parametrised by backend: ``sqlite`` (a real file under
 ``tmp_path``) always, ``postgres`` when ``CODEMODE_STORE_TEST_POSTGRES_URL``
@@ -6,6 +6,13 @@ names a server (see docs/operations.md, "Tests on PostgreSQL"). Each PostgreSQL 
 its own, created empty on that server and dropped afterwards. When the variable
 is unset the PostgreSQL tests skip, all under one summary line; when it is set
 and the server cannot be reached, the run stops and fails.
+
+``store`` opens the sync ``ObservationStore``. In a module marked
+``pytest.mark.front_ends``, each test of ``store`` also runs on the asyncio front
+end (``AsyncObservationStore`` behind the sync surface, tests/support/async_adapter.py),
+so the protocol tests check both front ends without being copied.
+
+The helpers tests call (``dump``, ``fill``, ``cli``, ...) are in tests/support/.
 """
 
 from __future__ import annotations
@@ -14,26 +21,60 @@ import os
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, select, text
+from sqlalchemy import Engine, create_engine, make_url, text
+from support.async_adapter import BlockingStore
+from support.backends import BACKENDS, FRONT_ENDS, POSTGRES_URL_VARIABLE
+from support.idle_stores import age, fill
 
 from codemode_store import ObservationStore
-from codemode_store.schema import observations
 
-#: The ``aged_url`` fixture and the helpers of the gc, check and vacuum tests.
-pytest_plugins = ["idle_stores"]
-
-POSTGRES_URL_VARIABLE = "CODEMODE_STORE_TEST_POSTGRES_URL"
 POSTGRES_SKIP_REASON = (
     f"PostgreSQL tests skipped: set {POSTGRES_URL_VARIABLE} to a server URL "
     '(eval "$(scripts/start-postgres.sh)" starts one)'
 )
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``front_ends`` marker."""
+    config.addinivalue_line(
+        "markers",
+        "front_ends(async_backends=BACKENDS): run this module's tests of ``store`` on the sync"
+        " and the async front end; the async one on the backends named",
+    )
+
+
+def _param(backend: str, front_end: str | None = None) -> Any:
+    """Return the parameter of a backend (or a backend and front end), marked ``postgres`` if it is one."""
+    marks = [pytest.mark.postgres] if backend == "postgres" else []
+    if front_end is None:
+        return pytest.param(backend, id=backend, marks=marks)
+    return pytest.param(backend, front_end, id=f"{backend}-{front_end}", marks=marks)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test of ``backend`` on every backend; in a ``front_ends`` module, on every front end too.
+
+    Both are parametrised here, not by fixture ``params``, so that a module can
+    leave out pairs: the async front end on PostgreSQL, say, where every test
+    creates and drops a database of its own.
+    """
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("front_ends")
+    if marker is None or "front_end" not in metafunc.fixturenames:
+        metafunc.parametrize("backend", [_param(b) for b in BACKENDS], indirect=True)
+        return
+    async_backends = marker.kwargs.get("async_backends", BACKENDS)
+    pairs = [
+        _param(backend, front_end)
+        for backend in BACKENDS
+        for front_end in FRONT_ENDS
+        if front_end == "sync" or backend in async_backends
+    ]
+    metafunc.parametrize(("backend", "front_end"), pairs, indirect=True)
 
 
 def pytest_report_header() -> str:
@@ -109,10 +150,16 @@ def postgres_url(postgres_admin: Engine) -> Iterator[str]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    """The name of the backend a parametrised test runs on."""
+    """The name of the backend a test runs on (parametrised by ``pytest_generate_tests``)."""
     return str(request.param)
+
+
+@pytest.fixture
+def front_end(request: pytest.FixtureRequest) -> str:
+    """The front end ``store`` opens: ``sync``, or each of ``FRONT_ENDS`` in a ``front_ends`` module."""
+    return str(getattr(request, "param", "sync"))
 
 
 @pytest.fixture
@@ -124,27 +171,19 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[ObservationStore]:
-    """An open store on a fresh database of each backend."""
-    with ObservationStore.open(store_url) as opened:
+def store(store_url: str, front_end: str) -> Iterator[ObservationStore | BlockingStore]:
+    """An open store on a fresh database of each backend, through the front end ``front_end``."""
+    # BlockingStore offers ObservationStore's surface, so the tests take either.
+    opener = BlockingStore if front_end == "async" else ObservationStore
+    with opener.open(store_url) as opened:
         yield opened
 
 
-def dump(store: ObservationStore) -> dict[str, list[tuple[object, ...]]]:
-    """Return every row of every table of the store, in a stable order."""
-    tables = {
-        "cells": "SELECT * FROM cells ORDER BY session_id, cell_id",
-        "observations": "SELECT * FROM observations ORDER BY session_id, cell_id, generation",
-        "alembic_version": "SELECT * FROM alembic_version",
-    }
-    with store.engine.connect() as conn:
-        return {name: [tuple(row) for row in conn.execute(text(query))] for name, query in tables.items()}
-
-
-def stored(store: ObservationStore, column: str, generation: int) -> bytes | None:
-    """Return column ``column`` of the row (s, c, generation), read straight from the table."""
-    o = observations.c
-    query = select(o[column]).where(o.session_id == "s", o.cell_id == "c", o.generation == generation)
-    with store.engine.connect() as conn:
-        value = conn.execute(query).scalar_one()
-    return None if value is None else bytes(value)
+@pytest.fixture
+def aged_url(store_url: str) -> str:
+    """A store with session "old" idle for 8 days and session "new" in use."""
+    with ObservationStore.open(store_url) as store:
+        fill(store, "old")
+        fill(store, "new")
+        age(store, "old", 8)
+    return store_url

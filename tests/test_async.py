@@ -1,8 +1,9 @@
-"""The asyncio front end: the protocol tests re-run through it, its settings, concurrency, a free loop.
+"""The asyncio front end: its opening, settings, concurrency, a free loop.
 
-The protocol tests are not copied: the classes built by ``_on_async`` collect the
-store tests of each protocol module again, with the ``store`` fixture below
-(a :class:`BlockingStore` over ``AsyncObservationStore``) in place of the sync one.
+The protocol tests run on it where they are written: the ``store`` fixture of
+``tests/conftest.py`` opens each front end in a module marked ``front_ends``
+(test_begin.py, test_record_fail.py, test_release.py, test_reads_and_lifecycle.py,
+test_untouched.py).
 """
 
 from __future__ import annotations
@@ -16,14 +17,10 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from async_adapter import BlockingStore
-from hypothesis import HealthCheck, settings
-from hypothesis.stateful import run_state_machine_as_test
 from sqlalchemy import Connection
 
 from codemode_store import ObservationStore, Outcome, TextItem
@@ -35,6 +32,7 @@ from codemode_store.errors import DatabaseBusy, InvalidInput, NotADatabase, Sche
 
 # -- the protocol tests, through the async front end ------------------------------------
 
+#: The modules whose tests of ``store`` run on both front ends (their ``front_ends`` mark).
 PROTOCOL_MODULES = [
     "test_begin",
     "test_record_fail",
@@ -42,51 +40,19 @@ PROTOCOL_MODULES = [
     "test_reads_and_lifecycle",
     "test_untouched",
 ]
-#: The modules re-run on every backend; the others on SQLite only, which keeps a
-#: PostgreSQL run short (there every test creates and drops a database).
-ON_EVERY_BACKEND = {"test_begin", "test_release"}
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[BlockingStore]:
-    """The sync surface over an ``AsyncObservationStore`` on a fresh database of each backend."""
-    with BlockingStore.open(store_url) as opened:
-        yield opened
-
-
-def _sqlite(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def _on_async(module_name: str) -> type:
-    """Return a test class holding the store tests and fixtures of a protocol module.
-
-    In a class of this module the tests see this module's ``store`` fixture; the
-    module's own fixtures (``session``, ...) come along, rebuilt as static ones.
-    """
+@pytest.mark.parametrize("module_name", PROTOCOL_MODULES)
+def test_every_protocol_module_runs_its_store_tests_on_both_front_ends(module_name: str) -> None:
     module = importlib.import_module(module_name)
-    namespace: dict[str, Any] = {}
-    for name, value in vars(module).items():
-        if getattr(value, "__module__", None) != module.__name__ or not callable(value):
-            continue
-        function = inspect.unwrap(value)
-        if function is not value:  # a fixture: only plain ones are defined in these modules
-            namespace[name] = pytest.fixture(staticmethod(function))
-        elif name.startswith("test_") and {"store", "session"} & set(inspect.signature(value).parameters):
-            namespace[name] = staticmethod(value)
-    if module_name not in ON_EVERY_BACKEND:
-        namespace["backend"] = pytest.fixture(params=["sqlite"])(staticmethod(_sqlite))
-    title = "".join(part.title() for part in module_name.removeprefix("test_").split("_"))
-    return type(f"Test{title}OnAsync", (), namespace)
-
-
-ON_ASYNC = [_on_async(name) for name in PROTOCOL_MODULES]
-globals().update({cls.__name__: cls for cls in ON_ASYNC})
-
-
-def test_every_protocol_module_brings_its_store_tests() -> None:
-    counts = {cls.__name__: sum(name.startswith("test_") for name in vars(cls)) for cls in ON_ASYNC}
-    assert all(count >= 5 for count in counts.values()), counts
+    marks = module.pytestmark if isinstance(module.pytestmark, list) else [module.pytestmark]
+    assert "front_ends" in [mark.name for mark in marks]
+    store_tests = [
+        name
+        for name, value in vars(module).items()
+        if name.startswith("test_") and {"store", "session"} & set(inspect.signature(value).parameters)
+    ]
+    assert len(store_tests) >= 5, store_tests
 
 
 # -- opening ----------------------------------------------------------------------------------
@@ -414,24 +380,3 @@ def test_a_cancelled_record_happens_whole_or_not_at_all(tmp_path: Path) -> None:
     states = asyncio.run(scenario())
     assert {before for before, _ in states} <= {"pending", "retained"}
     assert {after for _, after in states} == {"retained"}
-
-
-def test_the_async_store_agrees_with_the_model_of_section_3(
-    store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stateful = importlib.import_module("test_stateful")
-    # The machine opens its stores by this module-level name: the async one, here.
-    monkeypatch.setattr(stateful, "ObservationStore", BlockingStore)
-
-    class Machine(stateful.StoreMachine):  # type: ignore[misc]
-        url = store_url
-
-    run_state_machine_as_test(
-        Machine,
-        settings=settings(
-            max_examples=40,
-            stateful_step_count=50,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )

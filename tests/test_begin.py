@@ -7,8 +7,8 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from conftest import dump
 from sqlalchemy import select, update
+from support.tables import dump
 
 from codemode_store import ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import (
@@ -21,6 +21,9 @@ from codemode_store.errors import (
     UnknownCell,
 )
 from codemode_store.schema import cells, observations
+
+#: Each test of ``store`` runs on the sync and the asyncio front end, on every backend.
+pytestmark = pytest.mark.front_ends()
 
 
 @pytest.fixture

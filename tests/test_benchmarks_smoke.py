@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import POSTGRES_URL_VARIABLE
+from support.backends import POSTGRES_URL_VARIABLE
 
 from benchmarks import run
 

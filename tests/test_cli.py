@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
-from idle_stores import cli
 from sqlalchemy import make_url
+from support.cli_runner import cli
 
 import cli as cli_module
 import codemode_store

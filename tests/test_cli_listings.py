@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import dump
+from support.tables import dump
 
 import cli as cli_module
 from cli import main

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
-from conftest import dump
+from support.tables import dump
 
 import cli as cli_module
 from cli import main

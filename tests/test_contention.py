@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import dump
+from support.tables import dump
 
 from cli import main
 from codemode_store import ObservationStore, Outcome, TextItem

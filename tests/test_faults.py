@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import dump
 from sqlalchemy import event
+from support.tables import dump
 
 from cli import main
 from codemode_store import ObservationStore, Outcome, TextItem

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-from idle_stores import cli, corrupt, fill, payload_bytes
+from support.cli_runner import cli
+from support.idle_stores import corrupt, fill, payload_bytes
 
 from codemode_store import ObservationStore, Outcome, TextItem, integrity
 

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 import pytest
-from conftest import stored
+from support.tables import stored
 
 from codemode_store import ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import (

@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dump
+from support.tables import dump
 
 from codemode_store import ImageItem, ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import DuplicateCell, UnknownCell
+
+#: Each test of ``store`` runs on the sync and the asyncio front end; the async one on SQLite
+#: only, which keeps a PostgreSQL run short (there every test creates and drops a database).
+pytestmark = pytest.mark.front_ends(async_backends=["sqlite"])
 
 DEFAULT_FAIL_TEXT = "observation ended before producing a result"
 

@@ -7,10 +7,14 @@ from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
-from conftest import dump, stored
+from support.tables import dump, stored
 
 from codemode_store import ImageItem, ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import GenerationConflict, InvalidInput, NotPending, UnknownCell
+
+#: Each test of ``store`` runs on the sync and the asyncio front end; the async one on SQLite
+#: only, which keeps a PostgreSQL run short (there every test creates and drops a database).
+pytestmark = pytest.mark.front_ends(async_backends=["sqlite"])
 
 
 @pytest.fixture

@@ -8,10 +8,13 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
-from conftest import dump, stored
+from support.tables import dump, stored
 
 from codemode_store import ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import FutureGeneration, NotReleasable, UnknownCell
+
+#: Each test of ``store`` runs on the sync and the asyncio front end, on every backend.
+pytestmark = pytest.mark.front_ends()
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import dump
-from idle_stores import age, cli, fill, payload_bytes
 from sqlalchemy import text
+from support.cli_runner import cli
+from support.idle_stores import age, fill, payload_bytes
+from support.tables import dump
 
 from codemode_store import ObservationStore, Outcome, TextItem
 from codemode_store.errors import AlreadyReleased, InvalidInput

@@ -16,6 +16,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, inspect, make_url, text
+from support.tables import dump
 
 from codemode_store import ObservationStore, Outcome, TextItem
 from codemode_store.engine import build_engine, to_url
@@ -28,7 +29,6 @@ from codemode_store.migrate import (
     foreign_keys_off,
     upgrade,
 )
-from tests.conftest import dump
 
 ROOT = Path(__file__).resolve().parent.parent
 

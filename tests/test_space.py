@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from idle_stores import big, cli, fill, payload_bytes
+from support.cli_runner import cli
+from support.idle_stores import big, fill, payload_bytes
 
 from codemode_store import ObservationStore
 from codemode_store import space as space_module

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dump
 from sqlalchemy import event
+from support.tables import dump
 
 from codemode_store import ObservationStore, Outcome, TextItem
 from codemode_store.engine import READ_ONLY

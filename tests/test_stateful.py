@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from support.async_adapter import BlockingStore
 
 from codemode_store import ImageItem, Observation, ObservationStore, Outcome, TextItem
 from codemode_store.errors import (
@@ -210,10 +211,12 @@ class StoreMachine(RuleBasedStateMachine):
     """Run each operation on the store and on the model; they must agree."""
 
     url: str = ""
+    #: The front end under test: ``ObservationStore``, or ``BlockingStore`` for the asyncio one.
+    store_class: Any = ObservationStore
 
     def __init__(self) -> None:
         super().__init__()
-        self.store = ObservationStore.open(self.url)
+        self.store = self.store_class.open(self.url)
         # Examples share one database: start each from an empty one.
         for session in SESSIONS:
             self.store.end_session(session)
@@ -463,7 +466,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.store.close()
-        self.store = ObservationStore.open(self.url)
+        self.store = self.store_class.open(self.url)
 
 
 def test_store_agrees_with_the_model_of_section_3(store_url: str) -> None:
@@ -474,6 +477,22 @@ def test_store_agrees_with_the_model_of_section_3(store_url: str) -> None:
         Machine,
         settings=settings(
             max_examples=200,
+            stateful_step_count=50,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+def test_the_async_store_agrees_with_the_model_of_section_3(store_url: str) -> None:
+    class Machine(StoreMachine):
+        url = store_url
+        store_class = BlockingStore
+
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            max_examples=40,
             stateful_step_count=50,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import dump
+from support.tables import dump
 
 from codemode_store import ObservationStore, Outcome, StoreSession, TextItem
 from codemode_store.errors import (
@@ -28,6 +28,10 @@ from codemode_store.errors import (
     StoreError,
     UnknownCell,
 )
+
+#: Each test of ``store`` runs on the sync and the asyncio front end; the async one on SQLite
+#: only, which keeps a PostgreSQL run short (there every test creates and drops a database).
+pytestmark = pytest.mark.front_ends(async_backends=["sqlite"])
 
 REQUEST = {"yield_time_ms": 1}
 OTHER_REQUEST = {"yield_time_ms": 2}

@@ -1,15 +1,12 @@
-"""Stores with idle sessions and tampered rows, and a CLI runner, for the gc, check and vacuum tests.
+"""Stores with idle sessions and tampered rows, for the gc, check and vacuum tests.
 
-``tests/conftest.py`` loads this module as a plugin, so ``aged_url`` is a fixture of every test.
+The ``aged_url`` fixture of ``tests/conftest.py`` builds its store with these.
 """
 
 from __future__ import annotations
 
-import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import text
 
-from cli import main as cli_main
 from codemode_store import ObservationStore, Outcome, TextItem
 
 MICROS_A_DAY = 86_400 * 1_000_000
@@ -70,21 +67,3 @@ def corrupt(
 def big(index: int) -> Outcome:
     """A completed outcome of about 100 KB."""
     return Outcome.completed([TextItem(f"{index:03d}" + "x" * 100_000)])
-
-
-def cli(args: list[str], code: int = 0) -> Result:
-    """Invoke the CLI; assert the exit code and that no exception escaped."""
-    result = CliRunner().invoke(cli_main, args)
-    assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-@pytest.fixture
-def aged_url(store_url: str) -> str:
-    """A store with session "old" idle for 8 days and session "new" in use."""
-    with ObservationStore.open(store_url) as store:
-        fill(store, "old")
-        fill(store, "new")
-        age(store, "old", 8)
-    return store_url
