@@ -8,20 +8,17 @@ and reports the rows that no longer match.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, tuple_
 
-from .calls import Call
 from .errors import NotADatabase
 from .progress import Progress
 from .schema import observations
 from .statements import holds_payload
-
-if TYPE_CHECKING:
-    from .store import ObservationStore
+from .transactions import Transactions
 
 __all__ = ["CheckReport", "CorruptPayload", "check"]
 
@@ -111,13 +108,13 @@ class CheckReport:
         }
 
 
-def _quick_check(store: ObservationStore) -> tuple[str, ...] | None:
+def _quick_check(store: Transactions) -> tuple[str, ...] | None:
     """Return SQLite's complaints about the file (none when sound), or ``None`` off SQLite."""
     if store.engine.dialect.name != "sqlite":
         return None
     lines: list[str] = []
     try:
-        store.run(Call(lambda conn, _now: _quick_check_lines(conn, lines), False))
+        store.read(lambda conn: _quick_check_lines(conn, lines))
     except NotADatabase as exc:
         # SQLite ends the list with an error when a page is too damaged to walk.
         lines.append(exc.detail)
@@ -197,20 +194,22 @@ def _chunks(keys: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
     yield keys[start], keys[-1]
 
 
-def _scan_payloads(store: ObservationStore, scan: _Scan, progress: Progress | None) -> None:
-    total = store.run(Call(lambda conn, _now: int(conn.execute(_payload_total_bytes).scalar_one()), False))
+def _scan_payloads(store: Transactions, scan: _Scan, progress: Progress | None) -> None:
+    total = store.read(lambda conn: int(conn.execute(_payload_total_bytes).scalar_one()))
     after: tuple[str, str, int] | None = _BEFORE_FIRST_KEY
     while after is not None:
-        after = store.run(_check_page_call(after, scan))
+        after = store.read(_page_checker(after, scan))
         if progress is not None:
             progress(scan.size, max(total, scan.size))
 
 
-def _check_page_call(after: tuple[str, str, int], scan: _Scan) -> Call[tuple[str, str, int] | None]:
-    return Call(lambda conn, _now: _check_page(conn, after, scan), False)
+def _page_checker(
+    after: tuple[str, str, int], scan: _Scan
+) -> Callable[[Connection], tuple[str, str, int] | None]:
+    return lambda conn: _check_page(conn, after, scan)
 
 
-def check(store: ObservationStore, *, progress: Progress | None = None) -> CheckReport:
+def check(store: Transactions, *, progress: Progress | None = None) -> CheckReport:
     """Check the database file and re-hash every stored payload against its sha256.
 
     Payloads are read a page of keys per read transaction and a few megabytes
