@@ -31,15 +31,16 @@ from sqlalchemy import (
     select,
 )
 
-from . import migrate, space
+from .. import migrate, space
+from ..engine import READ_ONLY
+from ..errors import DatabaseError, FutureGeneration, InvalidInput, UnknownCell
+from ..observation import CellSummary, Observation, ObservationState, from_micros
+from ..schema import cells, observations
+from ..store import ObservationStore
+from ..translate import errors_of_database
+from ..validation import check_identifier
 from .admin import file_sizes, shown
-from .engine import READ_ONLY
-from .errors import DatabaseError, FutureGeneration, InvalidInput, NoOutcome, UnknownCell
-from .observation import CellSummary, Observation, ObservationState, from_micros
-from .schema import cells, observations
-from .store import ObservationStore
-from .translate import errors_of_database
-from .validation import check_identifier
+from .errors import NoOutcome
 
 __all__ = [
     "CELL_STATES",

@@ -18,8 +18,8 @@ from itertools import chain, islice
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
-from .observation import CellSummary, Observation
-from .wire import ImageItem, TextItem
+from ..observation import CellSummary, Observation
+from ..wire import ImageItem, TextItem
 
 if TYPE_CHECKING:  # both import SQLAlchemy, which `display` must not load for the CLI
     from .admin import RevisionInfo
