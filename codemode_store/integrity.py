@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, tuple_
 
 from .errors import NotADatabase
+from .jsonable import json_object
 from .progress import Progress
 from .schema import observations
 from .statements import holds_payload
@@ -67,13 +68,7 @@ class CorruptPayload:
 
     def to_json(self) -> dict[str, Any]:
         """Return the row's key and the reason as JSON-able values."""
-        return {
-            "session_id": self.session_id,
-            "cell_id": self.cell_id,
-            "generation": self.generation,
-            "state": self.state,
-            "reason": self.reason,
-        }
+        return json_object(self, ("session_id", "cell_id", "generation", "state", "reason"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +93,9 @@ class CheckReport:
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-able values."""
-        return {
-            "ok": self.ok,
-            "quick_check": "not applicable" if self.quick_check is None else list(self.quick_check) or "ok",
-            "payloads": self.payloads,
-            "payload_bytes": self.payload_bytes,
-            "corrupt": [row.to_json() for row in self.corrupt],
-            "scan_error": self.scan_error,
-        }
+        quick = "not applicable" if self.quick_check is None else list(self.quick_check) or "ok"
+        keys = ("ok", "quick_check", "payloads", "payload_bytes", "corrupt", "scan_error")
+        return json_object(self, keys, quick_check=quick)
 
 
 def _quick_check(store: Transactions) -> tuple[str, ...] | None:

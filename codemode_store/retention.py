@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from . import statements as sql
 from .errors import InvalidInput
+from .jsonable import json_object
 from .observation import from_micros, to_micros
 from .progress import Progress
 from .schema import cells, observations
@@ -85,6 +86,24 @@ class ExpiredSession:
     observations: int
     bytes_freed: int
 
+    def to_json(self) -> dict[str, Any]:
+        """Return the session's figures as JSON-able values."""
+        return json_object(self, ("session_id", "last_activity", "cells", "observations", "bytes_freed"))
+
+
+_GC_REPORT_KEYS = (
+    "cutoff",
+    "dry_run",
+    "keep_tombstones",
+    "sessions",
+    "cells",
+    "observations",
+    "rows",
+    "bytes_freed",
+    "skipped",
+    "expired",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class GcReport:
@@ -129,27 +148,7 @@ class GcReport:
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-able values."""
-        return {
-            "cutoff": self.cutoff.isoformat(),
-            "dry_run": self.dry_run,
-            "keep_tombstones": self.keep_tombstones,
-            "sessions": self.sessions,
-            "cells": self.cells,
-            "observations": self.observations,
-            "rows": self.rows,
-            "bytes_freed": self.bytes_freed,
-            "skipped": list(self.skipped),
-            "expired": [
-                {
-                    "session_id": s.session_id,
-                    "last_activity": s.last_activity.isoformat(),
-                    "cells": s.cells,
-                    "observations": s.observations,
-                    "bytes_freed": s.bytes_freed,
-                }
-                for s in self.expired
-            ],
-        }
+        return json_object(self, _GC_REPORT_KEYS)
 
 
 @dataclass(frozen=True, slots=True)

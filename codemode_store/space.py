@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from .jsonable import json_object
 from .progress import Progress
 from .transactions import Transactions
 from .translate import errors_of_database
@@ -55,16 +56,8 @@ class SpaceStats:
 
     def to_json(self) -> dict[str, Any]:
         """Return the figures as JSON-able values."""
-        return {
-            "backend": self.backend,
-            "file_bytes": self.file_bytes,
-            "wal_bytes": self.wal_bytes,
-            "page_size": self.page_size,
-            "page_count": self.page_count,
-            "freelist_count": self.freelist_count,
-            "reclaimable_bytes": self.reclaimable_bytes,
-            "auto_vacuum": self.auto_vacuum,
-        }
+        keys = ("backend", "file_bytes", "wal_bytes", "page_size", "page_count", "freelist_count")
+        return json_object(self, (*keys, "reclaimable_bytes", "auto_vacuum"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +76,7 @@ class VacuumReport:
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-able values."""
-        return {
-            "full": self.full,
-            "checkpointed": self.checkpointed,
-            "bytes_reclaimed": self.bytes_reclaimed,
-            "before": self.before.to_json(),
-            "after": self.after.to_json(),
-        }
+        return json_object(self, ("full", "checkpointed", "bytes_reclaimed", "before", "after"))
 
 
 def _footprint(stats: SpaceStats) -> int:

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from .. import migrate, space
 from ..engine import READ_ONLY
 from ..errors import DatabaseError, FutureGeneration, InvalidInput, UnknownCell
+from ..jsonable import json_object
 from ..observation import CellSummary, Observation, ObservationState, from_micros
 from ..schema import cells, observations
 from ..store import ObservationStore
@@ -149,12 +150,8 @@ RECORD_KEYS: dict[type, tuple[str, ...]] = {
 
 
 def record(value: SessionSummary | CellSummary | Observation | StoreStats) -> dict[str, Any]:
-    """Return the JSON object of a value: its ``RECORD_KEYS``, times as ISO 8601 UTC."""
-    result: dict[str, Any] = {}
-    for key in RECORD_KEYS[type(value)]:
-        item = getattr(value, key)
-        result[key] = item.isoformat() if isinstance(item, datetime) else item
-    return result
+    """Return the JSON object of a value: its ``RECORD_KEYS``, times as ISO 8601 UTC (``json_object``)."""
+    return json_object(value, RECORD_KEYS[type(value)])
 
 
 # -- streaming listings --------------------------------------------------------------
