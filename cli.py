@@ -25,7 +25,8 @@ import click
 from click.core import ParameterSource
 
 from codemode_store import __version__
-from codemode_store.errors import DatabaseError, SchemaError, StoreError, StoreNotFound
+from codemode_store.cli_support.errors import StoreNotFound
+from codemode_store.errors import DatabaseError, SchemaError, StoreError
 
 # Only click and the package's error classes are imported at start: the rest
 # (SQLAlchemy above all) is imported by the commands that need it, so that
@@ -35,11 +36,12 @@ if TYPE_CHECKING:
 
     from click.shell_completion import CompletionItem
 
-    from codemode_store import ObservationStore, display
+    from codemode_store import ObservationStore
+    from codemode_store.cli_support import display
     from codemode_store.progress import Progress
 
 DEFAULT_DB = "codemode-store.db"
-#: The demo's default file (kept equal to ``codemode_store.demo.DEFAULT_DEMO_DB`` by a test).
+#: The demo's default file (kept equal to ``codemode_store.cli_support.demo.DEFAULT_DEMO_DB`` by a test).
 DEFAULT_DEMO_DB = "codemode-store-demo.db"
 ENVIRONMENT_VARIABLE = "CODEMODE_STORE_URL"
 FORMATS = ("table", "json", "jsonl", "csv", "tsv")
@@ -207,11 +209,11 @@ def _silence_sqlalchemy_warnings() -> None:
 
 def _safe(message: str) -> str:
     """Return ``message`` with the database password hidden and control characters escaped."""
-    from codemode_store.display import escape
+    from codemode_store.cli_support.display import escape
 
     target = _target_or_none()
     if target is not None and "://" in target:
-        from codemode_store.admin import hide_password
+        from codemode_store.cli_support.admin import hide_password
 
         message = hide_password(message, target)
     return escape(message)
@@ -260,7 +262,7 @@ def _shown(target: str) -> str:
     """Return the database as it may be printed: a path as given, a URL without its password."""
     if "://" not in target:
         return target
-    from codemode_store.admin import hide_password
+    from codemode_store.cli_support.admin import hide_password
 
     try:
         from sqlalchemy import make_url
@@ -308,8 +310,8 @@ def _db_after_command(function: F) -> F:
 
 
 def _admin() -> ModuleType:
-    """Import ``codemode_store.admin`` (and so SQLAlchemy), its warnings silenced for the command."""
-    from codemode_store import admin
+    """Import ``cli_support.admin`` (and so SQLAlchemy), its warnings silenced for the command."""
+    from codemode_store.cli_support import admin
 
     _silence_sqlalchemy_warnings()
     return admin
@@ -439,7 +441,7 @@ class Age(click.ParamType[timedelta]):
 
 @contextlib.contextmanager
 def _completion_store(ctx: click.Context) -> Iterator[ObservationStore]:
-    from codemode_store import admin
+    from codemode_store.cli_support import admin
 
     target = ctx.meta.get(_DB_AFTER) or ctx.find_root().params.get("target") or DEFAULT_DB
     with warnings.catch_warnings():
@@ -455,7 +457,7 @@ def _complete_session(ctx: click.Context, _param: click.Parameter, incomplete: s
     """Complete a session id from the store (nothing when there is none to read)."""
     from click.shell_completion import CompletionItem
 
-    from codemode_store import inspection
+    from codemode_store.cli_support import inspection
 
     try:
         with _completion_store(ctx) as store:
@@ -468,7 +470,7 @@ def _complete_cell(ctx: click.Context, _param: click.Parameter, incomplete: str)
     """Complete a cell id of the session given before it on the command line."""
     from click.shell_completion import CompletionItem
 
-    from codemode_store import inspection
+    from codemode_store.cli_support import inspection
 
     session = ctx.params.get("session_id")
     if not session:
@@ -498,7 +500,7 @@ def _print_json(value: object) -> None:
 
 
 def _csv_value(value: object) -> str:
-    from codemode_store.display import escape
+    from codemode_store.cli_support.display import escape
 
     if value is None:
         return ""
@@ -519,8 +521,8 @@ def _print_listing(
     import shutil
     from itertools import chain
 
-    from codemode_store import display
-    from codemode_store.inspection import record
+    from codemode_store.cli_support import display
+    from codemode_store.cli_support.inspection import record
 
     first = next(records, None)  # errors of the query come before any output
     if first is None:
@@ -657,7 +659,7 @@ def sessions(limit: int | None, output_format: str | None, as_json: bool) -> Non
     Example:
       codemode-store --db host.db sessions --limit 20
     """
-    from codemode_store import display, inspection
+    from codemode_store.cli_support import display, inspection
 
     chosen = _output_format(output_format, as_json)
     found = inspection.iter_sessions(_open(), limit=limit)
@@ -701,7 +703,7 @@ def cells(
       codemode-store --db host.db cells --session thread-1 --state retained
       codemode-store --db host.db cells --open --limit 50 --format csv
     """
-    from codemode_store import display, inspection
+    from codemode_store.cli_support import display, inspection
 
     chosen = _output_format(output_format, as_json)
     found = inspection.iter_cells(
@@ -731,7 +733,7 @@ def history(
     Example:
       codemode-store --db host.db history thread-1 cell-1
     """
-    from codemode_store import display, inspection
+    from codemode_store.cli_support import display, inspection
 
     chosen = _output_format(output_format, as_json)
     found = inspection.iter_history(_open(), session_id, cell_id, limit=limit)
@@ -759,7 +761,7 @@ def show(session_id: str, cell_id: str, generation: int | None, as_json: bool) -
     Example:
       codemode-store --db host.db show thread-1 cell-1 2
     """
-    from codemode_store import display, inspection
+    from codemode_store.cli_support import display, inspection
 
     found = inspection.observation(_open(), session_id, cell_id, generation)
     if as_json:
@@ -785,7 +787,7 @@ def release(session_id: str, cell_id: str, generation: int) -> None:
     Example:
       codemode-store --db host.db release thread-1 cell-1 2
     """
-    from codemode_store import display
+    from codemode_store.cli_support import display
 
     dropped = _open().session(session_id).release(cell_id, generation)
     where = f"session {display.quoted(session_id)}, cell {display.quoted(cell_id)}, generation {generation}"
@@ -808,7 +810,7 @@ def end_session(session_id: str, yes: bool) -> None:
     Example:
       codemode-store --db host.db end-session thread-1 --yes
     """
-    from codemode_store import display, inspection
+    from codemode_store.cli_support import display, inspection
 
     store = _open()
     found = list(inspection.iter_cells(store, session_id=session_id))
@@ -837,7 +839,7 @@ def stats(as_json: bool) -> None:
     Example:
       codemode-store --db host.db stats --json
     """
-    from codemode_store import display, inspection
+    from codemode_store.cli_support import display, inspection
 
     found = inspection.stats(_open())
     if as_json:
@@ -872,7 +874,7 @@ def gc(older_than: timedelta, dry_run: bool, keep_tombstones: bool, yes: bool, a
     Example:
       codemode-store --db host.db gc --older-than 7d --dry-run
     """
-    from codemode_store import display
+    from codemode_store.cli_support import display
 
     if older_than.total_seconds() < LIVE_AGE_SECONDS and not dry_run and not yes:
         raise click.UsageError(
@@ -928,7 +930,7 @@ def check(as_json: bool) -> None:
     Example:
       codemode-store --db host.db check
     """
-    from codemode_store import display
+    from codemode_store.cli_support import display
 
     store = _open()
     with _progress("re-hashing payloads", as_json) as progress:
@@ -1047,7 +1049,7 @@ def db_history() -> None:
     Example:
       codemode-store db history
     """
-    from codemode_store import display
+    from codemode_store.cli_support import display
 
     admin = _admin()
     with _naming_the_database():
@@ -1105,7 +1107,7 @@ def demo(path: str | None) -> None:
         raise click.UsageError("the demo runs on a SQLite file path, not a URL")
     from pathlib import Path
 
-    from codemode_store.demo import run_demo
+    from codemode_store.cli_support.demo import run_demo
 
     run_demo(Path(path), click.echo, command=_invocation())
 

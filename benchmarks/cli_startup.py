@@ -93,7 +93,7 @@ def _paired(times: dict[str, list[float]], name: str, base: str) -> float:
 
 def demo_database(folder: Path) -> Path:
     """Play the demo into ``folder`` and return its database."""
-    from codemode_store.demo import run_demo
+    from codemode_store.cli_support.demo import run_demo
 
     path = folder / "demo.db"
     run_demo(path, lambda _line: None)
@@ -120,7 +120,8 @@ def listing_database(folder: Path, rows: int, *, one_session: bool = False) -> P
 
 def first_page_in_process(path: Path, rounds: int) -> list[float]:
     """Return the seconds to read the first page of cells in process, one per round."""
-    from codemode_store import ObservationStore, inspection
+    from codemode_store import ObservationStore
+    from codemode_store.cli_support import inspection
 
     times = []
     with ObservationStore.open(path) as store:

@@ -4,7 +4,8 @@ Every error carries the key it is about (``session_id``, ``cell_id``,
 ``generation``) as attributes and names it in its message, so a log line alone
 tells which observation was refused. Every class is exported from
 ``codemode_store`` too; ``docs/errors.md`` says, for each, when it is raised and
-whether a host should retry, resync or give up. An error means nothing was
+whether a host should retry, resync or give up. The errors only the command
+line tools raise are in ``codemode_store.cli_support.errors``. An error means nothing was
 written: every operation is one transaction.
 """
 
@@ -18,19 +19,16 @@ __all__ = [
     "DatabaseBusy",
     "DatabaseError",
     "DatabaseUnavailable",
-    "DemoFailed",
     "DuplicateCell",
     "FutureGeneration",
     "GenerationConflict",
     "InvalidInput",
-    "NoOutcome",
     "NotADatabase",
     "NotPending",
     "NotReleasable",
     "ObservationInProgress",
     "SchemaError",
     "StoreError",
-    "StoreNotFound",
     "UnknownCell",
 ]
 
@@ -148,15 +146,3 @@ class DatabaseUnavailable(DatabaseError):
     The same store object works again once the server is back: dead pooled
     connections are discarded.
     """
-
-
-class StoreNotFound(StoreError):
-    """No store exists at the location a tool was given (a read never creates one); fix the path."""
-
-
-class NoOutcome(StoreError):
-    """The generation holds no outcome to print (it is pending, failed or released)."""
-
-
-class DemoFailed(StoreError):
-    """The demo could not run (its database file is someone else's, or its host process failed)."""

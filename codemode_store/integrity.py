@@ -8,20 +8,18 @@ and reports the rows that no longer match.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, tuple_
 
-from .calls import Call
 from .errors import NotADatabase
+from .jsonable import json_object
 from .progress import Progress
 from .schema import observations
 from .statements import holds_payload
-
-if TYPE_CHECKING:
-    from .store import ObservationStore
+from .transactions import Transactions
 
 __all__ = ["CheckReport", "CorruptPayload", "check"]
 
@@ -70,13 +68,7 @@ class CorruptPayload:
 
     def to_json(self) -> dict[str, Any]:
         """Return the row's key and the reason as JSON-able values."""
-        return {
-            "session_id": self.session_id,
-            "cell_id": self.cell_id,
-            "generation": self.generation,
-            "state": self.state,
-            "reason": self.reason,
-        }
+        return json_object(self, ("session_id", "cell_id", "generation", "state", "reason"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +93,18 @@ class CheckReport:
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-able values."""
-        return {
-            "ok": self.ok,
-            "quick_check": "not applicable" if self.quick_check is None else list(self.quick_check) or "ok",
-            "payloads": self.payloads,
-            "payload_bytes": self.payload_bytes,
-            "corrupt": [row.to_json() for row in self.corrupt],
-            "scan_error": self.scan_error,
-        }
+        quick = "not applicable" if self.quick_check is None else list(self.quick_check) or "ok"
+        keys = ("ok", "quick_check", "payloads", "payload_bytes", "corrupt", "scan_error")
+        return json_object(self, keys, quick_check=quick)
 
 
-def _quick_check(store: ObservationStore) -> tuple[str, ...] | None:
+def _quick_check(store: Transactions) -> tuple[str, ...] | None:
     """Return SQLite's complaints about the file (none when sound), or ``None`` off SQLite."""
     if store.engine.dialect.name != "sqlite":
         return None
     lines: list[str] = []
     try:
-        store.run(Call(lambda conn, _now: _quick_check_lines(conn, lines), False))
+        store.read(lambda conn: _quick_check_lines(conn, lines))
     except NotADatabase as exc:
         # SQLite ends the list with an error when a page is too damaged to walk.
         lines.append(exc.detail)
@@ -197,20 +184,22 @@ def _chunks(keys: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
     yield keys[start], keys[-1]
 
 
-def _scan_payloads(store: ObservationStore, scan: _Scan, progress: Progress | None) -> None:
-    total = store.run(Call(lambda conn, _now: int(conn.execute(_payload_total_bytes).scalar_one()), False))
+def _scan_payloads(store: Transactions, scan: _Scan, progress: Progress | None) -> None:
+    total = store.read(lambda conn: int(conn.execute(_payload_total_bytes).scalar_one()))
     after: tuple[str, str, int] | None = _BEFORE_FIRST_KEY
     while after is not None:
-        after = store.run(_check_page_call(after, scan))
+        after = store.read(_page_checker(after, scan))
         if progress is not None:
             progress(scan.size, max(total, scan.size))
 
 
-def _check_page_call(after: tuple[str, str, int], scan: _Scan) -> Call[tuple[str, str, int] | None]:
-    return Call(lambda conn, _now: _check_page(conn, after, scan), False)
+def _page_checker(
+    after: tuple[str, str, int], scan: _Scan
+) -> Callable[[Connection], tuple[str, str, int] | None]:
+    return lambda conn: _check_page(conn, after, scan)
 
 
-def check(store: ObservationStore, *, progress: Progress | None = None) -> CheckReport:
+def check(store: Transactions, *, progress: Progress | None = None) -> CheckReport:
     """Check the database file and re-hash every stored payload against its sha256.
 
     Payloads are read a page of keys per read transaction and a few megabytes

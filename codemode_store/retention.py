@@ -7,24 +7,23 @@ keeping tombstones. :func:`parse_age` reads the ``7d`` style ages of the CLI.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, delete, exists, func, select, update
 from sqlalchemy.sql.elements import BindParameter
 
 from . import statements as sql
-from .calls import Call
 from .errors import InvalidInput
+from .jsonable import json_object
 from .observation import from_micros, to_micros
 from .progress import Progress
 from .schema import cells, observations
-
-if TYPE_CHECKING:
-    from .store import ObservationStore
+from .transactions import Transactions
 
 __all__ = ["ExpiredSession", "GcReport", "gc", "parse_age"]
 
@@ -87,6 +86,24 @@ class ExpiredSession:
     observations: int
     bytes_freed: int
 
+    def to_json(self) -> dict[str, Any]:
+        """Return the session's figures as JSON-able values."""
+        return json_object(self, ("session_id", "last_activity", "cells", "observations", "bytes_freed"))
+
+
+_GC_REPORT_KEYS = (
+    "cutoff",
+    "dry_run",
+    "keep_tombstones",
+    "sessions",
+    "cells",
+    "observations",
+    "rows",
+    "bytes_freed",
+    "skipped",
+    "expired",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class GcReport:
@@ -131,27 +148,7 @@ class GcReport:
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-able values."""
-        return {
-            "cutoff": self.cutoff.isoformat(),
-            "dry_run": self.dry_run,
-            "keep_tombstones": self.keep_tombstones,
-            "sessions": self.sessions,
-            "cells": self.cells,
-            "observations": self.observations,
-            "rows": self.rows,
-            "bytes_freed": self.bytes_freed,
-            "skipped": list(self.skipped),
-            "expired": [
-                {
-                    "session_id": s.session_id,
-                    "last_activity": s.last_activity.isoformat(),
-                    "cells": s.cells,
-                    "observations": s.observations,
-                    "bytes_freed": s.bytes_freed,
-                }
-                for s in self.expired
-            ],
-        }
+        return json_object(self, _GC_REPORT_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,16 +222,6 @@ def _expire(
     return _expired_session(totals, int(cells_gone), int(observations_gone))
 
 
-def _expire_call(
-    session_id: str, cutoff: int, now: int, keep_tombstones: bool
-) -> Call[ExpiredSession | None]:
-    return Call(
-        lambda conn, _now: _expire(conn, session_id, cutoff, now, keep_tombstones),
-        True,
-        {"session_id": session_id},
-    )
-
-
 def _check_now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
@@ -244,7 +231,7 @@ def _check_now(now: datetime | None) -> datetime:
 
 
 def gc(
-    store: ObservationStore,
+    store: Transactions,
     older_than: timedelta,
     *,
     dry_run: bool = False,
@@ -270,7 +257,7 @@ def gc(
     except OverflowError as exc:
         raise InvalidInput(f"older_than reaches before the year 1: {older_than!r}") from exc
     cutoff, now_us = to_micros(cutoff_at), to_micros(moment)
-    scan = store.run(Call(lambda conn, _now: _totals(conn), False))
+    scan = store.read(_totals)
     candidates = sorted(
         (t for t in scan.values() if _is_expired(t, cutoff, keep_tombstones)), key=lambda t: t.session_id
     )
@@ -285,7 +272,10 @@ def gc(
     done: list[ExpiredSession] = []
     skipped: list[str] = []
     for index, totals in enumerate(candidates, start=1):
-        result = store.run(_expire_call(totals.session_id, cutoff, now_us, keep_tombstones))
+        expire = functools.partial(
+            _expire, session_id=totals.session_id, cutoff=cutoff, now=now_us, keep_tombstones=keep_tombstones
+        )
+        result = store.write(expire, session_id=totals.session_id)
         if result is None:
             skipped.append(totals.session_id)
         else:

@@ -11,16 +11,14 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from .calls import Call
+from .jsonable import json_object
 from .progress import Progress
+from .transactions import Transactions
 from .translate import errors_of_database
-
-if TYPE_CHECKING:
-    from .store import ObservationStore
 
 __all__ = ["SpaceStats", "VacuumReport", "space", "vacuum"]
 
@@ -58,16 +56,8 @@ class SpaceStats:
 
     def to_json(self) -> dict[str, Any]:
         """Return the figures as JSON-able values."""
-        return {
-            "backend": self.backend,
-            "file_bytes": self.file_bytes,
-            "wal_bytes": self.wal_bytes,
-            "page_size": self.page_size,
-            "page_count": self.page_count,
-            "freelist_count": self.freelist_count,
-            "reclaimable_bytes": self.reclaimable_bytes,
-            "auto_vacuum": self.auto_vacuum,
-        }
+        keys = ("backend", "file_bytes", "wal_bytes", "page_size", "page_count", "freelist_count")
+        return json_object(self, (*keys, "reclaimable_bytes", "auto_vacuum"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +76,7 @@ class VacuumReport:
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-able values."""
-        return {
-            "full": self.full,
-            "checkpointed": self.checkpointed,
-            "bytes_reclaimed": self.bytes_reclaimed,
-            "before": self.before.to_json(),
-            "after": self.after.to_json(),
-        }
+        return json_object(self, ("full", "checkpointed", "bytes_reclaimed", "before", "after"))
 
 
 def _footprint(stats: SpaceStats) -> int:
@@ -112,14 +96,12 @@ def _sqlite_pages(conn: Connection) -> tuple[int, int, int, int]:
     )
 
 
-def space(store: ObservationStore) -> SpaceStats:
+def space(store: Transactions) -> SpaceStats:
     """Return the size of the database and how much of it vacuum can reclaim."""
     if store.engine.dialect.name != "sqlite":
-        size = store.run(
-            Call(lambda conn, _now: int(conn.exec_driver_sql(_POSTGRES_SIZE).scalar_one()), False)
-        )
+        size = store.read(lambda conn: int(conn.exec_driver_sql(_POSTGRES_SIZE).scalar_one()))
         return SpaceStats(store.engine.dialect.name, size, None, None, None, None, None)
-    page_size, page_count, free, mode = store.run(Call(lambda conn, _now: _sqlite_pages(conn), False))
+    page_size, page_count, free, mode = store.read(_sqlite_pages)
     path = store.engine.url.database
     file_bytes = page_size * page_count
     wal_bytes = 0
@@ -147,7 +129,7 @@ def _incremental_step(conn: Connection) -> tuple[int, int]:
     return before, _pragma(conn, "freelist_count")
 
 
-def _sqlite_vacuum(store: ObservationStore, full: bool, progress: Progress | None) -> bool:
+def _sqlite_vacuum(store: Transactions, full: bool, progress: Progress | None) -> bool:
     """Reclaim free pages, then checkpoint the WAL; return whether the checkpoint completed."""
     if full:
         with _driver_connection(store.engine) as driver:
@@ -159,7 +141,7 @@ def _sqlite_vacuum(store: ObservationStore, full: bool, progress: Progress | Non
     else:
         total = None
         while True:
-            before, after = store.run(Call(lambda conn, _now: _incremental_step(conn), True))
+            before, after = store.write(_incremental_step)
             total = before if total is None else total
             if progress is not None:
                 progress(total - after, total)
@@ -170,7 +152,7 @@ def _sqlite_vacuum(store: ObservationStore, full: bool, progress: Progress | Non
     return bool(busy == 0)
 
 
-def vacuum(store: ObservationStore, *, full: bool = False, progress: Progress | None = None) -> VacuumReport:
+def vacuum(store: Transactions, *, full: bool = False, progress: Progress | None = None) -> VacuumReport:
     """Give free space back to the file system and report the sizes before and after.
 
     On SQLite: ``PRAGMA incremental_vacuum`` in short steps (or, with ``full``,

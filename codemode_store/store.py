@@ -1,20 +1,34 @@
 """The facade: ``ObservationStore`` and the per-session handle it gives out.
 
-Every public method prepares one :class:`~codemode_store.calls.Call` (which
-validates its arguments) and runs it in one transaction; driver errors become
-:class:`StoreError` subclasses at one boundary (``errors_of_database``).
+Every operation of the protocol (the methods of ``StoreSession``, and
+``pending``, ``fail_pending``, ``end_session`` and ``cells``) prepares one
+:class:`~codemode_store.calls.Op` (which validates its arguments) and runs it
+in one transaction: a refused one wrote nothing. The maintenance methods are
+several transactions, each whole: ``gc`` reads the sessions in one, then
+purges each in a write transaction of its own; ``check`` runs SQLite's
+``quick_check`` in one and re-hashes a page of payloads per read transaction;
+``vacuum`` frees pages in short write transactions (SQLite's incremental
+vacuum), or runs ``VACUUM`` and the WAL checkpoint outside any transaction,
+as they must. Driver errors become :class:`StoreError` subclasses at one
+boundary (``errors_of_database``).
+
+``run`` is the one door to a transaction, public on purpose: the asyncio
+front end and ``observe`` run prepared calls through it, and a
+:class:`~codemode_store.calls.Call` (exported from ``codemode_store.calls``)
+runs any function of a connection the same way. Maintenance code uses the
+narrower ``read`` and ``write`` (the ``Transactions`` protocol).
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
 from . import calls, integrity, observe, retention, space
@@ -104,7 +118,11 @@ class ObservationStore:
         return self._engine.url
 
     def run(self, call: Call[T] | Op[T]) -> T:
-        """Run a prepared call in one transaction (a write one if the call writes)."""
+        """Run a prepared call in one transaction (a write one if the call writes).
+
+        The calls come from ``codemode_store.calls``; a driver error becomes a
+        ``StoreError`` naming the call's key.
+        """
         connections = self._writers if call.writes else self._readers
         try:
             conn = connections.take()
@@ -129,6 +147,14 @@ class ObservationStore:
             with errors_of_database(**call.key):
                 raise
             raise
+
+    def read(self, work: Callable[[Connection], T], *, session_id: str | None = None) -> T:
+        """Run ``work(conn)`` in one read transaction (see ``transactions.Transactions``)."""
+        return self.run(_call(work, False, session_id))
+
+    def write(self, work: Callable[[Connection], T], *, session_id: str | None = None) -> T:
+        """Run ``work(conn)`` in one write transaction (see ``transactions.Transactions``)."""
+        return self.run(_call(work, True, session_id))
 
     def close(self) -> None:
         """Close every pooled connection; the store is not used afterwards."""
@@ -197,6 +223,11 @@ class ObservationStore:
     def vacuum(self, *, full: bool = False, progress: Progress | None = None) -> space.VacuumReport:
         """Give free pages back to the file system (see ``space.vacuum``)."""
         return space.vacuum(self, full=full, progress=progress)
+
+
+def _call(work: Callable[[Connection], T], writes: bool, session_id: str | None) -> Call[T]:
+    key = {} if session_id is None else {"session_id": session_id}
+    return Call(lambda conn, _now: work(conn), writes, key)
 
 
 class StoreSession:

@@ -20,9 +20,10 @@ from support.cli_runner import cli
 import cli as cli_module
 import codemode_store
 from cli import main
-from codemode_store import ImageItem, ObservationStore, Outcome, TextItem, __version__, errors, inspection
-from codemode_store.display import summarise_image
-from codemode_store.inspection import RECORD_KEYS, SessionSummary, StoreStats
+from codemode_store import ImageItem, ObservationStore, Outcome, TextItem, __version__, errors
+from codemode_store.cli_support import inspection
+from codemode_store.cli_support.display import summarise_image
+from codemode_store.cli_support.inspection import RECORD_KEYS, SessionSummary, StoreStats
 from codemode_store.migrate import HEAD_REVISION
 from codemode_store.observation import CellSummary, Observation
 

@@ -21,8 +21,9 @@ from support.tables import dump
 
 import cli as cli_module
 from cli import main
-from codemode_store import ObservationStore, Outcome, TextItem, display, inspection
-from codemode_store.inspection import RECORD_KEYS
+from codemode_store import ObservationStore, Outcome, TextItem
+from codemode_store.cli_support import display, inspection
+from codemode_store.cli_support.inspection import RECORD_KEYS
 from codemode_store.observation import CellSummary, Observation
 
 ESC = "\x1b"

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from cli import main
 from codemode_store import ObservationStore
-from codemode_store.demo import DEFAULT_DEMO_DB, INTERRUPTED, SESSION, chart_outcome
+from codemode_store.cli_support.demo import DEFAULT_DEMO_DB, INTERRUPTED, SESSION, chart_outcome
 from codemode_store.observation import Observation
 from codemode_store.wire import encode_payload
 

@@ -15,7 +15,8 @@ import pytest
 
 import cli
 import codemode_store
-from codemode_store import ObservationStore, demo, validation
+from codemode_store import ObservationStore, validation
+from codemode_store.cli_support import demo
 
 ROOT = Path(__file__).resolve().parent.parent
 

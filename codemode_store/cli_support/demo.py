@@ -1,7 +1,7 @@
 """The demo: a code-mode host's session played end to end, explained for newcomers.
 
 :func:`run_demo` plays both Core and the host against a fresh SQLite file. The
-host that crashes is a real child process (``python -m codemode_store.demo
+host that crashes is a real child process (``python -m codemode_store.cli_support.demo
 child DB SESSION``), killed with SIGKILL in the middle of an observation; the
 demo then plays the restarted host. Every fact it prints is read back from the
 store, not written in advance.
@@ -26,11 +26,12 @@ from pathlib import Path
 
 import codemode_store
 
+from ..errors import AlreadyReleased
+from ..observation import Observation
+from ..store import ObservationStore, StoreSession
+from ..wire import ImageItem, Outcome, TextItem, encode_payload
 from . import display, inspection
-from .errors import AlreadyReleased, DemoFailed
-from .observation import Observation
-from .store import ObservationStore, StoreSession
-from .wire import ImageItem, Outcome, TextItem, encode_payload
+from .errors import DemoFailed
 
 __all__ = ["DEFAULT_DEMO_DB", "SESSION", "DemoFailed", "DemoResult", "chart_outcome", "run_demo"]
 
@@ -136,7 +137,7 @@ class _Crash:
 
 
 def _run_and_kill_child(path: Path, echo: Echo) -> _Crash:
-    command = [sys.executable, "-m", "codemode_store.demo", "child", str(path), SESSION]
+    command = [sys.executable, "-m", "codemode_store.cli_support.demo", "child", str(path), SESSION]
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_environment()
     )
@@ -434,9 +435,9 @@ def run_demo(path: Path, echo: Echo, *, command: str = "codemode-store") -> Demo
 
 
 def main(argv: Sequence[str]) -> int:
-    """Run the demo's child host: ``python -m codemode_store.demo child DB SESSION``."""
+    """Run the demo's child host: ``python -m codemode_store.cli_support.demo child DB SESSION``."""
     if len(argv) != 3 or argv[0] != "child":
-        print("usage: python -m codemode_store.demo child DB SESSION", file=sys.stderr)
+        print("usage: python -m codemode_store.cli_support.demo child DB SESSION", file=sys.stderr)
         return 2
     return _child(argv[1], argv[2])
 

@@ -20,11 +20,12 @@ from urllib.parse import quote, unquote
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from . import migrate
-from .engine import build_engine, is_memory, is_sqlite, to_url
-from .errors import DatabaseError, StoreNotFound
-from .store import ObservationStore
-from .translate import errors_of_database
+from .. import migrate
+from ..engine import build_engine, is_memory, is_sqlite, to_url
+from ..errors import DatabaseError
+from ..store import ObservationStore
+from ..translate import errors_of_database
+from .errors import StoreNotFound
 
 __all__ = [
     "RevisionInfo",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,8 +17,8 @@ from itertools import chain, islice
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
-from .observation import CellSummary, Observation
-from .wire import ImageItem, TextItem
+from ..observation import CellSummary, Observation
+from ..wire import ImageItem, TextItem
 
 if TYPE_CHECKING:  # both import SQLAlchemy, which `display` must not load for the CLI
     from .admin import RevisionInfo
@@ -142,13 +141,19 @@ def _image_line(summary: ImageSummary) -> str:
 
 
 def _width(text: str) -> int:
-    """Return how many terminal columns ``text`` takes (wide East Asian characters take two)."""
-    width = 0
-    for char in text:
-        if unicodedata.combining(char):
-            continue
-        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-    return width
+    """Return how many terminal columns ``text`` takes.
+
+    ``wcwidth`` keeps the Unicode tables: wide East Asian characters and most
+    emoji take two columns; combining and enclosing marks, zero-width joiners
+    and spaces, variation selectors and Hangul jamo vowels take none.
+    """
+    if text.isascii():
+        return len(text)  # the common case (escaped ids, numbers, times) needs no tables
+    # Imported on first need: it costs 20 ms, which an all-ASCII table, an
+    # error line or `--help` should not pay.
+    import wcwidth
+
+    return int(wcwidth.width(text))
 
 
 #: Per column index, a function that colours a (padded) cell: see ``stream_table``.

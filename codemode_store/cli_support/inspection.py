@@ -31,16 +31,17 @@ from sqlalchemy import (
     select,
 )
 
-from . import migrate, space
+from .. import migrate, space
+from ..engine import READ_ONLY
+from ..errors import DatabaseError, FutureGeneration, InvalidInput, UnknownCell
+from ..jsonable import json_object
+from ..observation import CellSummary, Observation, ObservationState, from_micros
+from ..schema import cells, observations
+from ..store import ObservationStore
+from ..translate import errors_of_database
+from ..validation import check_identifier
 from .admin import file_sizes, shown
-from .calls import Call
-from .engine import READ_ONLY
-from .errors import DatabaseError, FutureGeneration, InvalidInput, NoOutcome, UnknownCell
-from .observation import CellSummary, Observation, ObservationState, from_micros
-from .schema import cells, observations
-from .store import ObservationStore
-from .translate import errors_of_database
-from .validation import check_identifier
+from .errors import NoOutcome
 
 __all__ = [
     "CELL_STATES",
@@ -149,12 +150,8 @@ RECORD_KEYS: dict[type, tuple[str, ...]] = {
 
 
 def record(value: SessionSummary | CellSummary | Observation | StoreStats) -> dict[str, Any]:
-    """Return the JSON object of a value: its ``RECORD_KEYS``, times as ISO 8601 UTC."""
-    result: dict[str, Any] = {}
-    for key in RECORD_KEYS[type(value)]:
-        item = getattr(value, key)
-        result[key] = item.isoformat() if isinstance(item, datetime) else item
-    return result
+    """Return the JSON object of a value: its ``RECORD_KEYS``, times as ISO 8601 UTC (``json_object``)."""
+    return json_object(value, RECORD_KEYS[type(value)])
 
 
 # -- streaming listings --------------------------------------------------------------
@@ -493,7 +490,7 @@ _count_cells = select(func.count()).select_from(cells)
 _by_state = select(o.state, func.count(), func.coalesce(func.sum(o.payload_bytes), 0)).group_by(o.state)
 
 
-def _read_totals(conn: Connection, _now: int) -> tuple[int, int, dict[str, tuple[int, int]]]:
+def _read_totals(conn: Connection) -> tuple[int, int, dict[str, tuple[int, int]]]:
     n_sessions = int(conn.execute(_count_sessions).scalar_one())
     n_cells = int(conn.execute(_count_cells).scalar_one())
     states = {state: (int(count), int(size)) for state, count, size in conn.execute(_by_state)}
@@ -502,7 +499,7 @@ def _read_totals(conn: Connection, _now: int) -> tuple[int, int, dict[str, tuple
 
 def stats(store: ObservationStore) -> StoreStats:
     """Return the totals of the store, its schema revision and (SQLite) its file sizes."""
-    n_sessions, n_cells, states = store.run(Call(_read_totals, writes=False))
+    n_sessions, n_cells, states = store.read(_read_totals)
     file_bytes, wal_bytes = file_sizes(store.url)
     with errors_of_database():
         revision = migrate.current_revision(store.engine)
