@@ -94,12 +94,13 @@ def _payload_text(payload: Any) -> str | bytes:
         return data
 
 
-def to_observation(row: list[Any]) -> Observation:
+def to_observation(row: list[Any], *, with_outcome: bool = True) -> Observation:
     """Return the Observation of a row selected with ``OBSERVATION_COLUMNS``, as a list.
 
     The payload is taken out of the list, so that once decoded to text its
     bytes are freed before the JSON is parsed: a large payload is held at most
-    twice at any moment.
+    twice at any moment. ``with_outcome=False`` leaves a retained row's
+    outcome out (a listing selects only failure texts, never outcomes).
     """
     stored = row.pop()
     payload = None if stored is None else _payload_text(stored)
@@ -109,7 +110,7 @@ def to_observation(row: list[Any]) -> Observation:
     error_text = None
     try:
         sha256 = None if sha is None else bytes(sha).hex()
-        if state == "retained":
+        if state == "retained" and with_outcome:
             # A NULL payload (a damaged row) raises TypeError, reported below.
             outcome = decode_payload(cast(Any, payload))
         elif state == "failed":

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast, get_args
+from typing import Any, get_args
 
 from sqlalchemy import (
     Connection,
@@ -33,10 +33,12 @@ from sqlalchemy import (
 
 from .. import migrate, space
 from ..engine import READ_ONLY
-from ..errors import DatabaseError, FutureGeneration, InvalidInput, UnknownCell
+from ..errors import FutureGeneration, InvalidInput, UnknownCell
 from ..jsonable import json_object
 from ..observation import CellSummary, Observation, ObservationState, from_micros
+from ..operations import to_observation
 from ..schema import cells, observations
+from ..statements import OBSERVATION_COLUMNS
 from ..store import ObservationStore
 from ..translate import errors_of_database
 from ..validation import check_identifier
@@ -332,15 +334,7 @@ def sessions(store: ObservationStore) -> list[SessionSummary]:
 
 
 _HISTORY_COLUMNS = (
-    o.session_id,
-    o.cell_id,
-    o.generation,
-    o.state,
-    o.kind,
-    o.payload_bytes,
-    o.payload_sha256,
-    o.recorded_at,
-    o.released_at,
+    *OBSERVATION_COLUMNS[:-1],
     # Only a failure's text: a listing never reads the payloads of outcomes.
     case((o.state == "failed", o.payload), else_=None),
 )
@@ -370,34 +364,7 @@ def iter_history(
         raise UnknownCell("the session does not know this cell", session_id=session, cell_id=cell)
     known.close()
     for row in _stream(store, statement, params, session_id=session, cell_id=cell):
-        yield _listed_observation(row)
-
-
-def _listed_observation(row: Any) -> Observation:
-    session_id, cell_id, generation, state, kind, size, sha, recorded, released, failure = row
-    try:
-        error_text = None if failure is None else bytes(failure).decode("utf-8")
-    except (UnicodeDecodeError, TypeError) as exc:
-        raise DatabaseError(
-            "the stored failure text does not decode; the database was altered or damaged "
-            "(`codemode-store check` lists such rows)",
-            session_id=session_id,
-            cell_id=cell_id,
-            generation=generation,
-        ) from exc
-    return Observation(
-        session_id=session_id,
-        cell_id=cell_id,
-        generation=generation,
-        state=cast(ObservationState, state),
-        kind=kind,
-        outcome=None,
-        error_text=error_text,
-        payload_bytes=size,
-        payload_sha256=None if sha is None else bytes(sha).hex(),
-        recorded_at=from_micros(recorded),
-        released_at=from_micros(released),
-    )
+        yield to_observation(list(row), with_outcome=False)
 
 
 # -- ids for shell completion ------------------------------------------------------------
