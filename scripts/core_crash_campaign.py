@@ -68,6 +68,10 @@ __all__ = ["CampaignReport", "CellPlan", "Lane", "cell_plan", "run_campaign"]
 SESSION = "core"
 #: Chance that a request is followed by a kill of the host, at a random moment.
 KILL_CHANCE = 0.2
+#: Share of those kills sent the moment the request is written, so that they land
+#: while the host serves it however fast the machine is; the rest come at a random
+#: moment before, during or after its work.
+IMMEDIATE_KILL_SHARE = 0.4
 #: Chance that a restarted host is killed again while it starts.
 START_KILL_CHANCE = 0.1
 #: Chance that Core crashes between receiving an answer and committing it.
@@ -357,8 +361,9 @@ class Lane:
             # during or after its work on this request.
             killed = self.killing and host.answered > 0 and self.rng.random() < KILL_CHANCE
             if killed:
-                work = message.get("yield_time_ms", 0) / 1000 + 0.01
-                time.sleep(self.rng.uniform(0.0, 1.2 * work))
+                if self.rng.random() >= IMMEDIATE_KILL_SHARE:
+                    work = message.get("yield_time_ms", 0) / 1000 + 0.01
+                    time.sleep(self.rng.uniform(0.0, 1.2 * work))
                 host.kill()
                 self.report.kills += 1
             try:
