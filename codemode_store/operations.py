@@ -54,6 +54,8 @@ __all__ = [
     "record_at_once",
     "release",
     "release_at_once",
+    "to_cell_summary",
+    "to_observation",
 ]
 
 
@@ -415,10 +417,14 @@ def cells(db: Driver, now: int, session_id: str | None) -> list[CellSummary]:
         rows = db.all(sql.select_cell_summaries)
     else:
         rows = db.all(sql.select_cell_summaries_of_session, (session_id,))
-    return [_summary(row) for row in rows]
+    return [to_cell_summary(row) for row in rows]
 
 
-def _summary(row: Sequence[Any]) -> CellSummary:
+def to_cell_summary(row: Sequence[Any]) -> CellSummary:
+    """Return the CellSummary of a row: cell, last observation, counts, creation and activity times.
+
+    A count of ``None`` (a cell with no observation, summed by a subquery) is 0.
+    """
     (session_id, cell_id, closed, last, state, kind, count, retained, created, *times) = row
     created_at = from_micros(created)
     activity = max([created, *(t for t in times if t is not None)])
@@ -430,8 +436,8 @@ def _summary(row: Sequence[Any]) -> CellSummary:
         last_generation=last,
         last_state=state,
         last_kind=kind,
-        observations=int(count),
-        retained_bytes=int(retained),
+        observations=int(count or 0),
+        retained_bytes=int(retained or 0),
         created_at=created_at,
         last_activity=from_micros(activity) or created_at,
     )

@@ -36,7 +36,7 @@ from ..engine import READ_ONLY
 from ..errors import FutureGeneration, InvalidInput, UnknownCell
 from ..jsonable import json_object
 from ..observation import CellSummary, Observation, ObservationState, from_micros
-from ..operations import to_observation
+from ..operations import to_cell_summary, to_observation
 from ..schema import cells, observations
 from ..statements import OBSERVATION_COLUMNS
 from ..store import ObservationStore
@@ -274,26 +274,7 @@ def iter_cells(
     # creation, a session of 10^5 cells would be read and sorted whole first.
     statement = _limited(statement.order_by(c.session_id, c.cell_id), params, limit)
     for row in _stream(store, statement, params, session_id=session_id):
-        yield _cell_summary(row)
-
-
-def _cell_summary(row: Any) -> CellSummary:
-    (session_id, cell_id, closed, last, state, kind, count, held, created, *times) = row
-    created_at = from_micros(created)
-    assert created_at is not None
-    activity = max([created, *(t for t in times if t is not None)])
-    return CellSummary(
-        session_id=session_id,
-        cell_id=cell_id,
-        closed=bool(closed),
-        last_generation=last,
-        last_state=state,
-        last_kind=kind,
-        observations=int(count or 0),
-        retained_bytes=int(held or 0),
-        created_at=created_at,
-        last_activity=from_micros(activity) or created_at,
-    )
+        yield to_cell_summary(row)
 
 
 _SESSION_COLUMNS = (
