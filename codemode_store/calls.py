@@ -86,8 +86,9 @@ class Op(Generic[T]):
     """One operation of ``operations.py`` with its checked arguments, ready to run.
 
     ``locked(db, now, *args)`` runs it whole in a transaction; ``at_once`` (or
-    ``None``) is its common path as one statement, for PostgreSQL in autocommit,
-    returning ``MISS`` when it does not apply. The first ``keyed`` arguments are
+    ``None``) is its common path as one statement, run in autocommit (on
+    PostgreSQL; on SQLite only a read's), returning ``MISS`` when it does not
+    apply. The first ``keyed`` arguments are
     the session, cell and generation it is about (for error messages).
     """
 
@@ -242,7 +243,7 @@ def history(session_id: str, cell_id: str) -> Op[list[Observation]]:
 def cells(session_id: str | None) -> Op[list[CellSummary]]:
     """Prepare ``cells`` of one session, or of every session when ``session_id`` is None."""
     session = None if session_id is None else check_identifier(session_id, "session_id")
-    return Op(ops.cells, None, False, 1, (session,))
+    return Op(ops.cells, ops.cells, False, 1, (session,))
 
 
 # -- store-wide operations -------------------------------------------------------------
@@ -250,7 +251,7 @@ def cells(session_id: str | None) -> Op[list[CellSummary]]:
 
 def pending() -> Op[list[Observation]]:
     """Prepare ``pending``."""
-    return Op(ops.pending, None, False, 0, ())
+    return Op(ops.pending, ops.pending, False, 0, ())
 
 
 def fail_pending(error_text: str, max_payload_bytes: int) -> Op[int]:
@@ -354,7 +355,8 @@ def run_call(conn: Connection, call: Call[T] | Op[T]) -> T:
     opens ``BEGIN IMMEDIATE`` (``BEGIN`` for a read) and commits; PostgreSQL
     first tries the operation's common path as one statement in autocommit,
     and only when that refuses runs the operation in a transaction, its rows
-    locked. A :class:`Call` runs through SQLAlchemy in ``conn.begin()``.
+    locked. A read of one statement runs alone on SQLite too, its own
+    transaction in autocommit. A :class:`Call` runs through SQLAlchemy in ``conn.begin()``.
     """
     if not isinstance(call, Op):
         with conn.begin():
@@ -372,6 +374,13 @@ def run_call(conn: Connection, call: Call[T] | Op[T]) -> T:
                     return quick
             # psycopg opens the transaction with the first statement.
         else:
+            if not call.writes and call.at_once is not None:
+                # A read of one statement is a transaction of its own in SQLite's
+                # autocommit: one snapshot, and no BEGIN or COMMIT to pay for.
+                # (Writes always take the lock first, with BEGIN IMMEDIATE.)
+                quick = call.at_once(db, now_micros(), *call.args)
+                if not isinstance(quick, ops.Miss):
+                    return quick
             db.execute(BEGIN_WRITE if call.writes else BEGIN_READ)
         try:
             # The clock is read inside the transaction: under the write lock,

@@ -46,6 +46,8 @@ cells = Table(
     Column("closed", Boolean(create_constraint=False), nullable=False, server_default=false()),
     Column("last_generation", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # SQLite: clustered on the key, kept once (revision 0002); PostgreSQL ignores it.
+    sqlite_with_rowid=False,
 )
 
 observations = Table(

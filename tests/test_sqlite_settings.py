@@ -96,20 +96,55 @@ def test_writes_begin_immediate_and_reads_begin_deferred(db_path: Path) -> None:
     with ObservationStore.open(db_path) as store:
         s = store.session("thread-1")
         with traced(store) as trace:
-            s.create_cell("cell-1")
+            s.create_cell("cell-1")  # one statement, and still a write transaction
             assert transactions(trace) == ["BEGIN IMMEDIATE"]
             trace.clear()
-            s.get("cell-1", 0)
-            s.history("cell-1")
-            s.cells()
-            store.pending()
-            assert transactions(trace) == ["BEGIN", "BEGIN", "BEGIN", "BEGIN"]
+            s.history("cell-1")  # two statements: one deferred transaction holds them
+            assert transactions(trace) == ["BEGIN"]
             trace.clear()
             assert s.begin("cell-1", 0) is None
             s.record("cell-1", 0, Outcome.completed([TextItem("x")]))
             s.release("cell-1", 0)
             store.fail_pending()
             assert transactions(trace) == ["BEGIN IMMEDIATE"] * 4
+
+
+def test_a_read_of_one_statement_is_its_own_transaction(db_path: Path) -> None:
+    with ObservationStore.open(db_path) as store:
+        s = store.session("thread-1")
+        s.create_cell("cell-1")
+        with traced(store) as trace:
+            for read in (lambda: s.get("cell-1", 0), s.cells, store.pending):
+                trace.clear()
+                read()
+                # One SELECT in autocommit: no BEGIN, no COMMIT, nothing else.
+                assert len(trace) == 1, trace
+                assert trace[0].lstrip().upper().startswith("SELECT"), trace
+
+
+def test_a_read_leaves_no_snapshot_open_behind_it(db_path: Path) -> None:
+    # The store keeps its connections between calls: a read whose statement
+    # stayed open would pin the WAL, and no checkpoint could reset it.
+    with ObservationStore.open(db_path) as store:
+        s = store.session("thread-1")
+        s.create_cell("cell-1")
+        assert s.begin("cell-1", 0) is None
+        s.record("cell-1", 0, Outcome.completed([TextItem("x")]))
+        reads = (
+            lambda: s.get("cell-1", 0),
+            lambda: s.get("cell-1", 1),  # no such generation
+            s.cells,
+            store.pending,
+            lambda: s.history("cell-1"),
+        )
+        for read in reads:
+            read()
+            other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+            try:
+                busy, _log, _done = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                other.close()
+            assert busy == 0
 
 
 def other_writer_can_lock(path: Path) -> bool:
