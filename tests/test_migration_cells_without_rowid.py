@@ -124,14 +124,26 @@ def test_the_rebuilt_table_keeps_its_rules_and_its_cascade(tmp_path: Path) -> No
     assert references_and_integrity(path) == ([], "ok")
 
 
-def test_a_new_sqlite_store_has_cells_without_rowid(tmp_path: Path) -> None:
+def free_pages(path: Path) -> int:
+    """Return how many pages of the SQLite file are on its freelist."""
+    conn = sqlite3.connect(path)
+    try:
+        (count,) = conn.execute("PRAGMA freelist_count").fetchone()
+    finally:
+        conn.close()
+    return int(count)
+
+
+def test_a_new_sqlite_store_has_cells_without_rowid_and_no_free_page(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     ObservationStore.open(path).close()
     assert cells_without_rowid(path)
     assert references_and_integrity(path) == ([], "ok")
+    assert free_pages(path) == 0  # the rebuilt table's old pages were given back
 
 
-def test_a_file_made_by_revision_0001_alone_upgrades_on_open(tmp_path: Path) -> None:
+@pytest.mark.parametrize("auto_vacuum", ["INCREMENTAL", "NONE"])
+def test_a_file_made_by_revision_0001_alone_upgrades_on_open(tmp_path: Path, auto_vacuum: str) -> None:
     path = tmp_path / "store.db"
     engine = build_engine(to_url(str(path)))
     try:
@@ -141,6 +153,9 @@ def test_a_file_made_by_revision_0001_alone_upgrades_on_open(tmp_path: Path) -> 
     # Rows written by hand, as a host of the previous release would have left them.
     conn = sqlite3.connect(path, isolation_level=None)
     try:
+        if auto_vacuum == "NONE":  # as a file made before auto-vacuum was the default
+            conn.execute("PRAGMA auto_vacuum = NONE")
+            conn.execute("VACUUM")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(
             "INSERT INTO cells (session_id, cell_id, closed, last_generation, created_at) "
@@ -166,3 +181,7 @@ def test_a_file_made_by_revision_0001_alone_upgrades_on_open(tmp_path: Path) -> 
         assert got.payload_sha256 == hashlib.sha256(PAYLOAD).hexdigest()
     assert cells_without_rowid(path)
     assert references_and_integrity(path) == ([], "ok")
+    if auto_vacuum == "INCREMENTAL":
+        assert free_pages(path) == 0
+    else:
+        assert free_pages(path) > 0  # nothing gives them back but `codemode-store vacuum --full`

@@ -9,7 +9,8 @@ revision changes nothing there.
 The table is rebuilt (batch mode) with foreign key enforcement off, as for
 every migration (``codemode_store.migrate.foreign_keys_off``): dropping the
 old table must not cascade to the observations that reference it. The
-references are checked before the transaction commits.
+references are checked, and the old table's pages given back, before the
+transaction commits.
 
 Revision ID: 0002
 Revises: 0001
@@ -38,6 +39,15 @@ def _rebuild_cells(with_rowid: bool) -> None:
     broken = bind.execute(sa.text("PRAGMA foreign_key_check")).fetchall()
     if broken:
         raise RuntimeError(f"rebuilding cells broke {len(broken)} references of observations")
+    # Give back the old table's pages (a no-op on a file without auto-vacuum), so
+    # that neither a new store nor an upgraded one starts with free pages.
+    # (The driver may step the pragma only once, freeing one page a time: repeat.)
+    free = bind.execute(sa.text("PRAGMA freelist_count")).scalar_one()
+    while free:
+        bind.execute(sa.text("PRAGMA incremental_vacuum"))
+        free, before = bind.execute(sa.text("PRAGMA freelist_count")).scalar_one(), free
+        if free >= before:  # no auto-vacuum on this file: nothing to give back
+            break
 
 
 def upgrade() -> None:
