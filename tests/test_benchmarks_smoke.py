@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,24 @@ def test_max_rows_caps_the_replay_files() -> None:
     args = run.parse_args(["--max-rows", "100000"])
     assert args.replay_sizes == [1_000, 100_000]
     assert run.parse_args(["--quick"]).replay_sizes == [1_000, 10_000]
+
+
+def test_wal_pages_finds_one_page_for_a_new_cell(tmp_path: Path) -> None:
+    from benchmarks.wal_pages import store_pages
+
+    found = store_pages(tmp_path, cells=15, warm=15)
+    medians = {step: statistics.median(samples) for step, (samples, _btrees) in found.items()}
+    assert list(medians) == [
+        "create",
+        "begin 0",
+        "record yielded",
+        "begin 1",
+        "record completed",
+        "release 1",
+    ]
+    # The cells table is clustered on its key (revision 0002): a new cell is one b-tree page.
+    assert medians["create"] == 1
+    assert found["create"][1].most_common(1)[0][0] == "cells"
+    # A begin writes the cell, the row, its key and the pending-row index.
+    assert medians["begin 0"] == 4
+    assert all(pages >= 1 for pages in medians.values())
