@@ -37,6 +37,9 @@ __all__ = ["StepPages", "WalCounter", "main", "peer_pages", "store_pages"]
 _WAL_HEADER = 32
 _FRAME_HEADER = 24
 
+#: A step's name and the call that makes it.
+Step = tuple[str, Callable[[], object]]
+
 #: Per step, the pages each sample wrote, and which b-trees they belonged to.
 StepPages = dict[str, tuple[list[int], Counter[str]]]
 
@@ -75,7 +78,7 @@ class WalCounter:
             conn.close()
 
 
-def _count(counter: WalCounter, steps: Sequence[tuple[str, Callable[[], object]]], found: StepPages) -> None:
+def _count(counter: WalCounter, steps: Sequence[Step], found: StepPages) -> None:
     for name, step in steps:
         salt, before = counter.state()
         step()
@@ -102,7 +105,7 @@ def _no_autocheckpoint(store: ObservationStore) -> Iterator[None]:
         event.remove(store.engine, "connect", off)
 
 
-def _cell_steps(s: StoreSession, cell: str, payloads: HostPayloads) -> list[tuple[str, Callable[[], object]]]:
+def _cell_steps(s: StoreSession, cell: str, payloads: HostPayloads) -> list[Step]:
     return [
         ("create", lambda: s.create_cell(cell)),
         ("begin 0", lambda: s.begin(cell, 0)),
