@@ -5,7 +5,9 @@ step adds to the ``-wal`` file are the pages it wrote, and the commit's cost
 grows with them. This counts them for each step of the host loop through the
 store (create, begin 0, record yielded, begin 1, record completed, release 1)
 and for persist-queue's put, get and ack, and names the b-tree each page
-belongs to (SQLite's ``dbstat`` table, where the build has it). Automatic
+belongs to (SQLite's ``dbstat`` table, where the build has it). For scale it
+also times raw sqlite3 transactions that write 1 to 8 pages, or one page with
+more statements. Automatic
 checkpoints are off while counting, and a sample during which the WAL was
 reset anyway is left out.
 
@@ -19,6 +21,7 @@ import sqlite3
 import statistics
 import struct
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -169,6 +172,44 @@ def peer_pages(folder: Path, cells: int, warm: int = 200) -> StepPages:
     return found
 
 
+def commit_costs(folder: Path, repeat: int = 3000) -> dict[str, float]:
+    """Return raw sqlite3's microseconds per write transaction by pages and statements (NORMAL).
+
+    The profile behind the page counts: what one more page, or one more
+    statement on the same page, adds to a commit on this machine.
+    """
+    conn = sqlite3.connect(folder / "costs.db", isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        for table in range(8):  # one small table each: one page each
+            conn.execute(f"CREATE TABLE t{table} (k INTEGER PRIMARY KEY, v INTEGER)")
+            conn.execute(f"INSERT INTO t{table} VALUES (1, 0)")
+
+        def transaction(tables: Sequence[int]) -> Callable[[], None]:
+            def run() -> None:
+                conn.execute("BEGIN IMMEDIATE")
+                for table in tables:
+                    conn.execute(f"UPDATE t{table} SET v = v + 1 WHERE k = 1")
+                conn.execute("COMMIT")
+
+            return run
+
+        shapes = {"no change": transaction(())}
+        shapes |= {f"{n} page(s), {n} statement(s)": transaction(range(n)) for n in (1, 2, 4, 8)}
+        shapes |= {f"1 page, {n} statements": transaction([0] * n) for n in (2, 4, 8)}
+        costs: dict[str, float] = {}
+        for name, run in shapes.items():
+            run()
+            start = time.perf_counter()
+            for _ in range(repeat):
+                run()
+            costs[name] = (time.perf_counter() - start) / repeat * 1e6
+        return costs
+    finally:
+        conn.close()
+
+
 def _print(title: str, found: StepPages, per_cell: int) -> float:
     print(f"{title}: median pages per step (b-trees written, per step)")
     total = 0.0
@@ -189,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cms-wal-") as tmp:
         _print("store", store_pages(Path(tmp), args.cells), 1)
+        print("raw sqlite3, one write transaction (synchronous=NORMAL), microseconds:")
+        for name, micros in commit_costs(Path(tmp)).items():
+            print(f"  {name:28s} {micros:6.1f}")
         if peer_available():
             # Two outcomes a cell: put, get and ack each twice.
             _print("persist-queue SQLiteAckQueue", peer_pages(Path(tmp), args.cells), 2)
