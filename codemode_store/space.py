@@ -123,9 +123,11 @@ def _driver_connection(engine: Engine) -> Iterator[Any]:
 
 def _incremental_step(conn: Connection) -> tuple[int, int]:
     before = _pragma(conn, "freelist_count")
-    result = conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})")
-    if result.returns_rows:
-        result.all()  # step the statement to its end, whatever the driver does
+    # The pragma frees one page each time its statement is stepped, and sqlite3
+    # steps a statement with no result columns only once (fetching steps no
+    # further): so it runs once a page, up to a step's worth in this transaction.
+    for _ in range(min(before, VACUUM_STEP_PAGES)):
+        conn.exec_driver_sql("PRAGMA incremental_vacuum(1)")
     return before, _pragma(conn, "freelist_count")
 
 

@@ -34,20 +34,19 @@ def _rebuild_cells(with_rowid: bool) -> None:
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
         return
+    free_before = bind.execute(sa.text("PRAGMA freelist_count")).scalar_one()
     with op.batch_alter_table("cells", recreate="always", table_kwargs={"sqlite_with_rowid": with_rowid}):
         pass
     broken = bind.execute(sa.text("PRAGMA foreign_key_check")).fetchall()
     if broken:
         raise RuntimeError(f"rebuilding cells broke {len(broken)} references of observations")
-    # Give back the old table's pages (a no-op on a file without auto-vacuum), so
-    # that neither a new store nor an upgraded one starts with free pages.
-    # (The driver may step the pragma only once, freeing one page a time: repeat.)
-    free = bind.execute(sa.text("PRAGMA freelist_count")).scalar_one()
-    while free:
-        bind.execute(sa.text("PRAGMA incremental_vacuum"))
-        free, before = bind.execute(sa.text("PRAGMA freelist_count")).scalar_one(), free
-        if free >= before:  # no auto-vacuum on this file: nothing to give back
-            break
+    # Give back the pages the old table left free (a no-op on a file without
+    # auto-vacuum), so that a new store does not start with free pages; pages
+    # that were free before are `codemode-store vacuum`'s to give back. The
+    # pragma frees one page each time it runs (see codemode_store.space).
+    freed = bind.execute(sa.text("PRAGMA freelist_count")).scalar_one() - free_before
+    for _ in range(max(0, freed)):
+        bind.execute(sa.text("PRAGMA incremental_vacuum(1)"))
 
 
 def upgrade() -> None:
