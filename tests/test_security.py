@@ -122,10 +122,6 @@ ALLOWED = {
     ("codemode_store/engine.py", 'f"PRAGMA busy_timeout = {timeout_ms}"'): "int() of the busy_timeout option",
     ("codemode_store/engine.py", 'f"PRAGMA synchronous = {synchronous}"'): "one of two literals",
     ("codemode_store/space.py", 'f"PRAGMA {name}"'): "every _pragma() call passes a literal name",
-    (
-        "codemode_store/space.py",
-        'f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})"',
-    ): "a module constant",
 }
 
 
