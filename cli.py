@@ -177,7 +177,8 @@ class StoreGroup(click.Group):
 
         Any other exception (a driver or environment surprise the library did
         not foresee) is reported the same way, named by its type, rather than as
-        a traceback; click's own exit and abort pass through. SQLAlchemy's
+        a traceback; click's own exit and abort pass through, and so does a
+        broken pipe, which click's main ends without a word. SQLAlchemy's
         warnings (for example about an unknown URL option) are silenced: the
         command's output is its result or one error line.
         """
@@ -195,6 +196,10 @@ class StoreGroup(click.Group):
         except StoreError as exc:
             raise StoreFailure(_safe(_store_message(exc))) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except BrokenPipeError:
+            # The reader went away (``| head``): click's main ends quietly,
+            # without an error line, as a command of the shell would.
             raise
         except Exception as exc:
             raise StoreFailure(_safe(f"unexpected {type(exc).__name__}: {exc}")) from exc

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -329,3 +331,31 @@ def test_bad_listing_options_are_one_line_and_change_nothing(url: str, args: lis
     assert_usage_error(run(["--db", url, *args], 2), words, "--help")
     with ObservationStore.open(url) as store:
         assert dump(store) == before
+
+
+@pytest.mark.parametrize("command", [["cells", "--format", "csv"], ["sessions"], ["history", "s", "c"]])
+def test_a_reader_that_stops_early_gets_no_error_line(tmp_path: Path, command: list[str]) -> None:
+    # `codemode-store cells | head -1`: the reader closes the pipe after its lines.
+    path = tmp_path / "big.db"
+    with ObservationStore.open(path, durability="normal") as store:
+        for index in range(2000):  # far more output than a pipe's buffer
+            session = store.session(f"session-{index:05d}" if command == ["sessions"] else "s")
+            cell = "c" if command[0] == "history" else f"cell-{index:05d}"
+            if command[0] != "history" or index == 0:
+                session.create_cell(cell)
+            session.begin(cell, index if command[0] == "history" else 0)
+            session.record(cell, index if command[0] == "history" else 0, Outcome.yielded([TextItem("x")]))
+    with subprocess.Popen(["head", "-n", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as reader:
+        writer = subprocess.run(
+            [sys.executable, str(Path(cli_module.__file__)), "--db", str(path), *command],
+            stdout=reader.stdin,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        assert reader.stdin is not None and reader.stdout is not None
+        reader.stdin.close()
+        shown = reader.stdout.read().decode()
+    assert len(shown.splitlines()) == 2
+    assert writer.stderr == ""
+    assert writer.returncode in (0, 1)  # click's main ends a broken pipe with 1, quietly
