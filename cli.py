@@ -1026,9 +1026,13 @@ def upgrade(revision: str) -> None:
 
 
 @db.command()
+@_json_option
 @_db_after_command
-def current() -> None:
+def current(as_json: bool) -> None:
     """Print the schema revision the database is stamped with.
+
+    With --json: {"schema_revision": ..., "head_revision": ...}, the revision
+    null when the database has no schema yet.
 
     \b
     Example:
@@ -1039,16 +1043,22 @@ def current() -> None:
     admin = _admin()
     with _naming_the_database():
         revision = admin.schema_revision(_target())
-    if revision is None:
+    if as_json:
+        _print_json({"schema_revision": revision, "head_revision": HEAD_REVISION})
+    elif revision is None:
         click.echo("no schema yet (create it with `codemode-store db upgrade`)")
     else:
         click.echo(f"{revision} ({'head' if revision == HEAD_REVISION else f'head is {HEAD_REVISION}'})")
 
 
 @db.command("history")
+@_json_option
 @_db_after_command
-def db_history() -> None:
+def db_history(as_json: bool) -> None:
     """List the schema revisions this version knows, newest first.
+
+    With --json: an array of objects with the keys revision, down_revision,
+    message, is_head and is_current.
 
     \b
     Example:
@@ -1059,7 +1069,10 @@ def db_history() -> None:
     admin = _admin()
     with _naming_the_database():
         revisions = admin.schema_history(_target())
-    click.echo(display.revisions_table(revisions))
+    if as_json:
+        _print_json([admin.revision_record(revision) for revision in revisions])
+    else:
+        click.echo(display.revisions_table(revisions))
 
 
 def _invocation() -> str:

@@ -469,6 +469,30 @@ def test_db_upgrade_current_and_history_from_any_folder(
     assert run(["--db", str(path), "stats"]).exit_code == 0
 
 
+def test_db_current_and_history_print_json_only_with_json(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    run(["--db", str(path), "db", "upgrade", "0001"])
+    current = json.loads(run(["--db", str(path), "db", "current", "--json"]).stdout)
+    assert current == {"schema_revision": "0001", "head_revision": HEAD_REVISION}
+    history = json.loads(run(["db", "history", "--json", "--db", str(path)]).stdout)
+    assert [revision["revision"] for revision in history][-1] == "0001"
+    assert history[0] == {
+        "revision": HEAD_REVISION,
+        "down_revision": history[1]["revision"],
+        "message": history[0]["message"],
+        "is_head": True,
+        "is_current": False,
+    }
+    assert history[0]["message"]
+    assert [revision["revision"] for revision in history if revision["is_current"]] == ["0001"]
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    assert json.loads(run(["--db", str(empty), "db", "current", "--json"]).stdout) == {
+        "schema_revision": None,
+        "head_revision": HEAD_REVISION,
+    }
+
+
 def test_db_current_of_an_empty_database(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     sqlite3.connect(path).close()

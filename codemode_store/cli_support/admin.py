@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 from sqlalchemy import Engine
@@ -23,16 +24,19 @@ from sqlalchemy.engine import URL
 from .. import migrate
 from ..engine import build_engine, is_memory, is_sqlite, to_url
 from ..errors import DatabaseError
+from ..jsonable import json_object
 from ..store import ObservationStore
 from ..translate import errors_of_database
 from .errors import StoreNotFound
 
 __all__ = [
+    "REVISION_KEYS",
     "RevisionInfo",
     "StoreNotFound",
     "file_sizes",
     "hide_password",
     "open_existing",
+    "revision_record",
     "schema_history",
     "schema_revision",
     "shown",
@@ -162,6 +166,15 @@ class RevisionInfo:
     message: str
     is_head: bool
     is_current: bool
+
+
+#: The keys of a revision in ``db history --json``: the attributes of the same names.
+REVISION_KEYS = ("revision", "down_revision", "message", "is_head", "is_current")
+
+
+def revision_record(revision: RevisionInfo) -> dict[str, Any]:
+    """Return the JSON object of a revision (``db history --json``)."""
+    return json_object(revision, REVISION_KEYS)
 
 
 def schema_history(target: str | None) -> list[RevisionInfo]:
