@@ -8,7 +8,10 @@ words, chained with ``from``.
 The class is chosen by the driver's error code, never by its English text:
 SQLite's result code (``sqlite3.Error.sqlite_errorcode``, which aiosqlite's
 errors carry too, being sqlite3's) and PostgreSQL's SQLSTATE (psycopg's
-``Error.sqlstate``).
+``Error.sqlstate``). One exception: a server that refuses a connection while
+it starts (a wrong password, a database that does not exist) reaches psycopg
+with no SQLSTATE at all, and only its words tell that refusal, which no retry
+fixes, from a server that cannot be reached; those few words are matched.
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ _POSTGRES_BUSY = frozenset({"40001", "40P01", "55P03"})
 #: (starting up, shutting down, in recovery).
 _POSTGRES_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03"})
 _POSTGRES_CONNECTION_CLASS = "08"
+#: What libpq reports when the server answered but refused the login: the
+#: server's own words (in English unless its lc_messages says otherwise; a
+#: translated refusal is reported as unavailable, the safe side: retry).
+_LOGIN_REFUSED = (
+    "authentication failed",  # password, md5, scram, peer, ident, ...
+    "no pg_hba.conf entry",
+    "does not exist",  # the database or the role
+    "permission denied for database",
+)
+_LOGIN_HINT = "(the server refused the login: check the URL's user, password and database name)"
 
 # SQLite says "readonly database" even when only the folder is read-only.
 _NOT_WRITABLE_HINT = (
@@ -59,7 +72,9 @@ def translate(exc: SQLAlchemyError | sqlite3.Error, **key: Unpack[ErrorKey]) -> 
     invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
     sqlite_code = getattr(original, "sqlite_errorcode", None)
     primary = sqlite_code & _PRIMARY if isinstance(sqlite_code, int) else None
-    if is_server_unavailable(original, invalidated):
+    if _login_refused(original, words):
+        words = f"{words} {_LOGIN_HINT}"
+    elif is_server_unavailable(original, invalidated):
         error_class = DatabaseUnavailable
         words = f"the database server is unreachable or went away: {words} (retry once it is back)"
     elif getattr(original, "sqlstate", None) in _POSTGRES_BUSY:
@@ -73,6 +88,14 @@ def translate(exc: SQLAlchemyError | sqlite3.Error, **key: Unpack[ErrorKey]) -> 
     elif primary in _SQLITE_NOT_WRITABLE:
         words = f"{words} {_NOT_WRITABLE_HINT}"
     return error_class(f"database error: {words}", **key)
+
+
+def _login_refused(original: object, words: str) -> bool:
+    """Tell whether a PostgreSQL connection failed because the server refused the login."""
+    if getattr(original, "sqlstate", "") is not None:  # a SQLSTATE, or not a psycopg error
+        return False
+    lowered = words.lower()
+    return lowered.startswith("connection failed") and any(marker in lowered for marker in _LOGIN_REFUSED)
 
 
 def is_server_unavailable(original: object, connection_invalidated: bool) -> bool:

@@ -15,11 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import create_engine, make_url, text
 
+from cli import main as cli_main
 from codemode_store import ObservationStore, Outcome, TextItem
 from codemode_store.aio import AsyncObservationStore
-from codemode_store.errors import DatabaseBusy, DatabaseError, ObservationInProgress
+from codemode_store.errors import DatabaseBusy, DatabaseError, DatabaseUnavailable, ObservationInProgress
 from codemode_store.migrate import HEAD_REVISION
 
 pytestmark = pytest.mark.postgres
@@ -265,3 +267,20 @@ def test_a_sql_ascii_database_stores_and_returns_unicode_text(sql_ascii_url: str
         got = store.session("séance").get("cellule→1", 0)
         assert got is not None and got.outcome == outcome
         assert [(c.session_id, c.cell_id) for c in store.cells()] == [("séance", "cellule→1")]
+
+
+@pytest.mark.parametrize("wrong", ["password", "database"])
+def test_a_refused_login_is_not_unavailable(postgres_url: str, wrong: str) -> None:
+    # The server answered and refused: no retry fixes that, so it is no DatabaseUnavailable.
+    url = make_url(postgres_url)
+    bad = (
+        url.set(password="not-the-password") if wrong == "password" else url.set(database="no_such_database")
+    )
+    with pytest.raises(DatabaseError) as raised:
+        ObservationStore.open(bad.render_as_string(hide_password=False))
+    assert not isinstance(raised.value, DatabaseUnavailable)
+    assert "refused the login" in str(raised.value)
+    assert "not-the-password" not in str(raised.value)
+    result = CliRunner().invoke(cli_main, ["--db", bad.render_as_string(hide_password=False), "sessions"])
+    assert result.exit_code == 1
+    assert "refused the login" in result.output and "retry once it is back" not in result.output
