@@ -984,7 +984,15 @@ def vacuum(full: bool, as_json: bool) -> None:
         return
     before, after = report.before, report.after
     click.echo(f"size         {before.file_bytes + (before.wal_bytes or 0):,} -> {after.file_bytes:,} bytes")
-    click.echo(f"reclaimed    {report.bytes_reclaimed:,} bytes")
+    if report.bytes_reclaimed >= 0:
+        click.echo(f"reclaimed    {report.bytes_reclaimed:,} bytes")
+    elif report.checkpointed is None:  # PostgreSQL
+        click.echo(
+            f"reclaimed    0 bytes (the tables grew by {-report.bytes_reclaimed:,}: VACUUM keeps free space "
+            "for reuse and may add its free-space and visibility maps; `vacuum --full` gives space back)"
+        )
+    else:
+        click.echo(f"reclaimed    0 bytes (the write-ahead log grew by {-report.bytes_reclaimed:,})")
     if after.freelist_count is not None:
         click.echo(f"free pages   {after.freelist_count:,} ({after.reclaimable_bytes:,} bytes) left")
     if report.checkpointed is False:
