@@ -202,6 +202,16 @@ def test_replay_with_a_different_request_is_a_conflict(
     assert dump(store) == before
 
 
+def test_a_number_written_another_way_is_another_request(session: StoreSession) -> None:
+    # Compared as canonical JSON, as on the wire: 1 and 1.0 are different tokens.
+    session.begin("c", 0, {"yield_time_ms": 1})
+    session.record("c", 0, Outcome.yielded([]))
+    with pytest.raises(GenerationConflict):
+        session.begin("c", 0, {"yield_time_ms": 1.0})
+    replay = session.begin("c", 0, {"yield_time_ms": 1})
+    assert replay is not None and replay.state == "retained"
+
+
 def test_replay_of_a_failed_generation_with_a_different_request_is_a_conflict(session: StoreSession) -> None:
     session.begin("c", 0, {"yield_time_ms": 1})
     session.fail("c", 0, "error")
