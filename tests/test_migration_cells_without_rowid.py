@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.tables import dump
@@ -41,25 +43,28 @@ def fill_every_state(store: ObservationStore) -> None:
         s.close_cell("closed")
 
 
+def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Return the rows of one query, run straight on the SQLite file."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql).fetchall()
+
+
 def cells_without_rowid(path: Path) -> bool:
     """Tell whether the SQLite file's ``cells`` table is a WITHOUT ROWID table."""
-    conn = sqlite3.connect(path)
-    try:
-        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'cells'").fetchone()
-    finally:
-        conn.close()
+    [(sql,)] = query(path, "SELECT sql FROM sqlite_master WHERE name = 'cells'")
     return "WITHOUT ROWID" in str(sql).upper()
 
 
 def references_and_integrity(path: Path) -> tuple[list[object], str]:
     """Return SQLite's foreign key violations and its integrity check verdict."""
-    conn = sqlite3.connect(path)
-    try:
-        broken = conn.execute("PRAGMA foreign_key_check").fetchall()
-        (verdict,) = conn.execute("PRAGMA integrity_check").fetchone()
-    finally:
-        conn.close()
-    return broken, verdict
+    [(verdict,)] = query(path, "PRAGMA integrity_check")
+    return list(query(path, "PRAGMA foreign_key_check")), str(verdict)
+
+
+def free_pages(path: Path) -> int:
+    """Return how many pages of the SQLite file are on its freelist."""
+    [(count,)] = query(path, "PRAGMA freelist_count")
+    return int(count)
 
 
 def without_version(tables: dict[str, list[tuple[object, ...]]]) -> dict[str, list[tuple[object, ...]]]:
@@ -122,16 +127,6 @@ def test_the_rebuilt_table_keeps_its_rules_and_its_cascade(tmp_path: Path) -> No
         conn.close()
     assert left == [("failed",), ("pending",), ("retained",)]
     assert references_and_integrity(path) == ([], "ok")
-
-
-def free_pages(path: Path) -> int:
-    """Return how many pages of the SQLite file are on its freelist."""
-    conn = sqlite3.connect(path)
-    try:
-        (count,) = conn.execute("PRAGMA freelist_count").fetchone()
-    finally:
-        conn.close()
-    return int(count)
 
 
 def test_a_new_sqlite_store_has_cells_without_rowid_and_no_free_page(tmp_path: Path) -> None:
