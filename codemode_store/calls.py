@@ -348,7 +348,7 @@ def fail_observation(
 # -- running a prepared call -------------------------------------------------------------
 
 
-def run_call(conn: Connection, call: Call[T] | Op[T]) -> T:
+def run_call(conn: Connection, call: Call[T] | Op[T], kept: Driver | None = None) -> T:
     """Run a prepared call on ``conn`` in one transaction: the one path of both front ends.
 
     An :class:`Op` runs on the DB-API connection (see ``driver.py``): SQLite
@@ -357,11 +357,13 @@ def run_call(conn: Connection, call: Call[T] | Op[T]) -> T:
     and only when that refuses runs the operation in a transaction, its rows
     locked. A read of one statement runs alone on SQLite too, its own
     transaction in autocommit. A :class:`Call` runs through SQLAlchemy in ``conn.begin()``.
+    ``kept`` is a driver kept with ``conn`` between calls; without one, the
+    call makes its own and closes it.
     """
     if not isinstance(call, Op):
         with conn.begin():
             return call.run(conn, now_micros())
-    db = Driver(conn)
+    db = Driver(conn) if kept is None else kept.renew()
     try:
         if db.one_statement:
             if call.at_once is not None:
@@ -392,4 +394,5 @@ def run_call(conn: Connection, call: Call[T] | Op[T]) -> T:
             raise
         return result
     finally:
-        db.close()
+        if kept is None:
+            db.close()

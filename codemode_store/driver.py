@@ -99,7 +99,12 @@ class Statement:
 
 
 class Driver:
-    """One transaction's statements on the DB-API connection under a SQLAlchemy ``Connection``."""
+    """Statements on the DB-API connection under a SQLAlchemy ``Connection``, on one cursor.
+
+    The store keeps a driver with each idle connection (``engine.IdleConnections``)
+    and calls :meth:`renew` before each transaction; a call without a kept
+    one makes its own and closes it.
+    """
 
     __slots__ = ("compiled_for", "conn", "cursor", "dbapi_connection", "dialect", "error", "traced")
 
@@ -111,11 +116,8 @@ class Driver:
         self.compiled_for = (type(self.dialect), self.dialect.paramstyle)
         #: The driver's base exception class: only these are wrapped.
         self.error: type[Exception] = self.dialect.loaded_dbapi.Error
-        # SQLAlchemy's cursor events still fire for whoever listens (tests, tracing).
-        # (The engine's dispatch: listeners are added to engines, never to one
-        # connection, and it is cheaper to ask than the connection's joined one.)
-        dispatch = conn.engine.dispatch
-        self.traced = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+        self.traced = False
+        self.renew()
         dbapi_connection = conn.connection.dbapi_connection
         assert dbapi_connection is not None
         self.dbapi_connection: Any = dbapi_connection
@@ -123,6 +125,16 @@ class Driver:
             self.cursor: Any = dbapi_connection.cursor()
         except self.error as exc:
             raise self._wrap(exc, None, None) from exc
+
+    def renew(self) -> Driver:
+        """Get ready for the next transaction: see whether anyone listens to cursor events now."""
+        # SQLAlchemy's cursor events still fire for whoever listens (tests, tracing),
+        # even one that began listening after this driver was made. (The engine's
+        # dispatch: listeners are added to engines, never to one connection, and
+        # it is cheaper to ask than the connection's joined one.)
+        dispatch = self.conn.engine.dispatch
+        self.traced = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+        return self
 
     @property
     def one_statement(self) -> bool:
@@ -206,7 +218,7 @@ class Driver:
                 self.conn.invalidate(exc)
 
     def close(self) -> None:
-        """Close the cursor (its connection stays open)."""
+        """Close the cursor (its connection stays open); the driver is not used afterwards."""
         try:
             self.cursor.close()
         except Exception as exc:

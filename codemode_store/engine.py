@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from .dialects import discard_dead_connections, is_dead, postgres_connect_args
+from .driver import Driver
 from .errors import DatabaseError, InvalidInput
 from .validation import is_encodable
 
@@ -201,7 +202,8 @@ class IdleConnections:
     that dies while in use fails that call and is invalidated there. A
     connection is dropped, not kept, after an error other than a rule's
     rejection and when the engine was disposed since it was taken (its pool
-    was replaced).
+    was replaced). Each connection keeps its :class:`~codemode_store.driver.Driver`
+    (its cursor) with it, made once when the connection is first taken.
     """
 
     __slots__ = ("_check", "_engine", "_idle", "_keep")
@@ -212,42 +214,53 @@ class IdleConnections:
         self._keep = keep
         # Only a server connection can die behind the store's back.
         self._check = engine.url.get_backend_name() == "postgresql"
-        self._idle: list[tuple[Any, Connection]] = []
+        self._idle: list[tuple[Any, Connection, Driver]] = []
 
-    def take(self) -> Connection:
-        """Lend a connection for one transaction: an idle one, or a new one from the pool."""
+    def take(self) -> tuple[Connection, Driver]:
+        """Lend a connection for one transaction, with its driver: an idle one, or a new one."""
         pool = self._engine.pool
         while self._idle:
             try:
-                owner, conn = self._idle.pop()
+                owner, conn, driver = self._idle.pop()
             except IndexError:  # another thread took the last one
                 break
             if owner is pool and not conn.invalidated:
                 if not (self._check and is_dead(conn.connection.driver_connection)):
-                    return conn
+                    return conn, driver
                 # The server closed it (a restart, a termination): the others
                 # most likely died with it, and the pool checks what it gets back.
                 conn.invalidate()
-                conn.close()
+                self.drop(conn, driver)
                 self.close()
                 break
+            self.drop(conn, driver)
+        conn = self._engine.connect()
+        try:
+            return conn, Driver(conn)
+        except BaseException:
             conn.close()
-        return self._engine.connect()
+            raise
 
-    def give(self, conn: Connection) -> None:
+    def give(self, conn: Connection, driver: Driver) -> None:
         """Take back a connection whose transaction ended; keep it idle, or close it."""
         # list.append and list.pop are atomic: no lock between threads is needed,
         # and overshooting ``keep`` by a connection or two in a race is harmless.
         if len(self._idle) < self._keep and not conn.invalidated and not conn.in_transaction():
-            self._idle.append((self._engine.pool, conn))
+            self._idle.append((self._engine.pool, conn, driver))
         else:
-            conn.close()
+            self.drop(conn, driver)
+
+    @staticmethod
+    def drop(conn: Connection, driver: Driver) -> None:
+        """Close a connection that is not kept (back to the pool, or discarded), and its driver."""
+        driver.close()
+        conn.close()
 
     def close(self) -> None:
         """Close every idle connection (they go back to the engine's pool)."""
         while self._idle:
             try:
-                _owner, conn = self._idle.pop()
+                _owner, conn, driver = self._idle.pop()
             except IndexError:
                 break
-            conn.close()
+            self.drop(conn, driver)

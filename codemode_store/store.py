@@ -125,19 +125,19 @@ class ObservationStore:
         """
         connections = self._writers if call.writes else self._readers
         try:
-            conn = connections.take()
+            conn, driver = connections.take()
             try:
-                result = run_call(conn, call)
+                result = run_call(conn, call, driver)
             except StoreError as exc:
                 if isinstance(exc, DatabaseError):
-                    conn.close()
+                    connections.drop(conn, driver)
                 else:
-                    connections.give(conn)  # a rule's answer: the transaction was rolled back
+                    connections.give(conn, driver)  # a rule's answer: the transaction was rolled back
                 raise
             except BaseException:
-                conn.close()
+                connections.drop(conn, driver)
                 raise
-            connections.give(conn)
+            connections.give(conn, driver)
             return result
         except StoreError:
             raise
