@@ -106,7 +106,16 @@ class Driver:
     one makes its own and closes it.
     """
 
-    __slots__ = ("compiled_for", "conn", "cursor", "dbapi_connection", "dialect", "error", "traced")
+    __slots__ = (
+        "compiled_for",
+        "conn",
+        "cursor",
+        "dbapi_connection",
+        "dialect",
+        "error",
+        "one_statement",
+        "traced",
+    )
 
     def __init__(self, conn: Connection) -> None:
         """Open a cursor on the driver connection that ``conn`` holds."""
@@ -116,6 +125,8 @@ class Driver:
         self.compiled_for = (type(self.dialect), self.dialect.paramstyle)
         #: The driver's base exception class: only these are wrapped.
         self.error: type[Exception] = self.dialect.loaded_dbapi.Error
+        #: Whether the common path of an operation runs as one statement in autocommit.
+        self.one_statement = self.dialect.name == "postgresql"
         self.traced = False
         self.renew()
         dbapi_connection = conn.connection.dbapi_connection
@@ -135,11 +146,6 @@ class Driver:
         dispatch = self.conn.engine.dispatch
         self.traced = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
         return self
-
-    @property
-    def one_statement(self) -> bool:
-        """Tell whether the common path of an operation runs as one statement in autocommit."""
-        return self.dialect.name == "postgresql"
 
     def _run(self, statement: Statement, args: tuple[Any, ...]) -> Any:
         compiled = statement._compiled.get(self.compiled_for) or statement.compiled(self.dialect)
