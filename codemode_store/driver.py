@@ -101,9 +101,9 @@ class Statement:
 class Driver:
     """Statements on the DB-API connection under a SQLAlchemy ``Connection``, on one cursor.
 
-    The store keeps a driver with each idle connection (``engine.IdleConnections``)
-    and calls :meth:`renew` before each transaction; a call without a kept
-    one makes its own and closes it.
+    On SQLite the store keeps a driver with each idle connection
+    (``engine.IdleConnections``) and calls :meth:`renew` before each
+    transaction; a call without a kept one makes its own and closes it.
     """
 
     __slots__ = (

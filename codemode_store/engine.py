@@ -202,8 +202,11 @@ class IdleConnections:
     that dies while in use fails that call and is invalidated there. A
     connection is dropped, not kept, after an error other than a rule's
     rejection and when the engine was disposed since it was taken (its pool
-    was replaced). Each connection keeps its :class:`~codemode_store.driver.Driver`
-    (its cursor) with it, made once when the connection is first taken.
+    was replaced). On SQLite each connection keeps its
+    :class:`~codemode_store.driver.Driver` (its cursor) too, made once when the
+    connection is first taken; not on PostgreSQL, where a psycopg cursor holds
+    its last result (a payload, maybe) until it is closed, and a round trip
+    dwarfs a new cursor's cost.
     """
 
     __slots__ = ("_check", "_engine", "_idle", "_keep")
@@ -214,9 +217,9 @@ class IdleConnections:
         self._keep = keep
         # Only a server connection can die behind the store's back.
         self._check = engine.url.get_backend_name() == "postgresql"
-        self._idle: list[tuple[Any, Connection, Driver]] = []
+        self._idle: list[tuple[Any, Connection, Driver | None]] = []
 
-    def take(self) -> tuple[Connection, Driver]:
+    def take(self) -> tuple[Connection, Driver | None]:
         """Lend a connection for one transaction, with its driver: an idle one, or a new one."""
         pool = self._engine.pool
         while self._idle:
@@ -235,13 +238,15 @@ class IdleConnections:
                 break
             self.drop(conn, driver)
         conn = self._engine.connect()
+        if self._check:
+            return conn, None
         try:
             return conn, Driver(conn)
         except BaseException:
             conn.close()
             raise
 
-    def give(self, conn: Connection, driver: Driver) -> None:
+    def give(self, conn: Connection, driver: Driver | None) -> None:
         """Take back a connection whose transaction ended; keep it idle, or close it."""
         # list.append and list.pop are atomic: no lock between threads is needed,
         # and overshooting ``keep`` by a connection or two in a race is harmless.
@@ -251,9 +256,10 @@ class IdleConnections:
             self.drop(conn, driver)
 
     @staticmethod
-    def drop(conn: Connection, driver: Driver) -> None:
+    def drop(conn: Connection, driver: Driver | None) -> None:
         """Close a connection that is not kept (back to the pool, or discarded), and its driver."""
-        driver.close()
+        if driver is not None:
+            driver.close()
         conn.close()
 
     def close(self) -> None:
