@@ -333,18 +333,29 @@ def test_bad_listing_options_are_one_line_and_change_nothing(url: str, args: lis
         assert dump(store) == before
 
 
+def fill_past_a_pipe_buffer(path: Path, listing: str) -> None:
+    """Give the store far more rows of ``listing`` than a pipe's buffer holds."""
+    done = Outcome.yielded([TextItem("x")])
+    with ObservationStore.open(path, durability="normal") as store:
+        if listing == "history":  # one cell, many generations
+            s = store.session("s")
+            s.create_cell("c")
+            for generation in range(2000):
+                s.begin("c", generation)
+                s.record("c", generation, done)
+            return
+        for index in range(2000):  # one cell each, in one session or in as many sessions
+            s = store.session(f"session-{index:05d}" if listing == "sessions" else "s")
+            s.create_cell(f"cell-{index:05d}")
+            s.begin(f"cell-{index:05d}", 0)
+            s.record(f"cell-{index:05d}", 0, done)
+
+
 @pytest.mark.parametrize("command", [["cells", "--format", "csv"], ["sessions"], ["history", "s", "c"]])
 def test_a_reader_that_stops_early_gets_no_error_line(tmp_path: Path, command: list[str]) -> None:
-    # `codemode-store cells | head -1`: the reader closes the pipe after its lines.
+    # `codemode-store cells | head -2`: the reader closes the pipe after its lines.
     path = tmp_path / "big.db"
-    with ObservationStore.open(path, durability="normal") as store:
-        for index in range(2000):  # far more output than a pipe's buffer
-            session = store.session(f"session-{index:05d}" if command == ["sessions"] else "s")
-            cell = "c" if command[0] == "history" else f"cell-{index:05d}"
-            if command[0] != "history" or index == 0:
-                session.create_cell(cell)
-            session.begin(cell, index if command[0] == "history" else 0)
-            session.record(cell, index if command[0] == "history" else 0, Outcome.yielded([TextItem("x")]))
+    fill_past_a_pipe_buffer(path, command[0])
     with subprocess.Popen(["head", "-n", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as reader:
         writer = subprocess.run(
             [sys.executable, str(Path(cli_module.__file__)), "--db", str(path), *command],
