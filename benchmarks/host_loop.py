@@ -15,14 +15,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from codemode_store import ObservationStore, Outcome
 
 from .common import Rounds, alternate, text_outcome
 from .raw import RawHost
 
-__all__ = ["HostPayloads", "Variants", "host_variants", "peer_available", "raw_cells", "store_cells"]
+__all__ = [
+    "HandWrittenHost",
+    "HostPayloads",
+    "Variants",
+    "host_variants",
+    "peer_available",
+    "raw_cells",
+    "store_cells",
+]
 
 PAYLOAD_SIZE = 2048
 
@@ -59,8 +67,17 @@ def store_cells(store: ObservationStore, session_id: str, cells: list[str], payl
         session.release(cell, 1)
 
 
-def raw_cells(raw: RawHost, session_id: str, cells: list[str], payloads: HostPayloads) -> None:
-    """Run the host loop through hand-written sqlite3 for each of ``cells``."""
+class HandWrittenHost(Protocol):
+    """A host written by hand against the database: ``raw.RawHost``, ``postgres.NaiveHost``."""
+
+    def create_cell(self, session: str, cell: str) -> None: ...
+    def begin(self, session: str, cell: str, generation: int) -> object: ...
+    def record(self, session: str, cell: str, generation: int, body: dict[str, Any]) -> None: ...
+    def release(self, session: str, cell: str, generation: int) -> object: ...
+
+
+def raw_cells(raw: HandWrittenHost, session_id: str, cells: list[str], payloads: HostPayloads) -> None:
+    """Run the host loop through a hand-written host (raw sqlite3, naive psycopg) for each of ``cells``."""
     yielded, completed = payloads.bodies()
     for cell in cells:
         raw.create_cell(session_id, cell)

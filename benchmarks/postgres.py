@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL
 from codemode_store import ObservationStore
 
 from .common import alternate, median
-from .host_loop import HostPayloads, store_cells
+from .host_loop import HostPayloads, raw_cells, store_cells
 from .raw import encode_body
 
 __all__ = ["NaiveHost", "measure"]
@@ -136,18 +136,6 @@ class NaiveHost:
         self._write(lambda cur: cur.execute(_RELEASE_TERMINAL, (_now(), session, cell, generation)))
 
 
-def naive_cells(host: NaiveHost, session_id: str, cells: list[str], payloads: HostPayloads) -> None:
-    """Run the host loop through the naive psycopg host for each of ``cells``."""
-    yielded, completed = payloads.bodies()
-    for cell in cells:
-        host.create_cell(session_id, cell)
-        host.begin(session_id, cell, 0)
-        host.record(session_id, cell, 0, yielded)
-        host.begin(session_id, cell, 1)
-        host.record(session_id, cell, 1, completed)
-        host.release(session_id, cell, 1)
-
-
 @contextlib.contextmanager
 def scratch_database(server_url: str) -> Iterator[URL]:
     """Yield the URL of a new, empty database on the server; drop it afterwards."""
@@ -188,7 +176,7 @@ def measure(
             try:
                 variants = {
                     "store": lambda: store_cells(store, "s", batch(), payloads),
-                    "naive": lambda: naive_cells(naive, "n", batch(), payloads),
+                    "naive": lambda: raw_cells(naive, "n", batch(), payloads),
                 }
                 # Warm up: connections, and psycopg's server-side prepare, which takes
                 # one more round trip the fifth time a statement runs on a connection.

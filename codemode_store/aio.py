@@ -3,7 +3,7 @@
 It adds no rule and no check of its own. Every method prepares the very
 :class:`~codemode_store.calls.Op` that ``ObservationStore`` prepares and runs
 it with the same ``calls.run_call`` through ``AsyncConnection.run_sync``, with
-driver errors mapped at the same boundary (``errors_of_database``). Opening runs the sync
+driver errors mapped at the same boundary (``translate``). Opening runs the sync
 store's own ``open`` (options, the 0600 file, schema upgrade) in a worker
 thread, then talks to the database through aiosqlite or psycopg's async mode::
 
@@ -39,11 +39,10 @@ from . import calls, observe
 from .async_engine import build_async_engine, schema_url
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, run_call
 from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, to_url
-from .errors import StoreError
 from .observation import CellSummary, Observation
 from .observe import AsyncRun
 from .store import DEFAULT_MAX_PAYLOAD_BYTES, ObservationStore, check_open_options
-from .translate import errors_of_database
+from .translate import DRIVER_ERRORS, translate
 from .validation import check_identifier
 from .wire import Outcome
 
@@ -115,13 +114,9 @@ class AsyncObservationStore:
             async with engine.connect() as conn:
                 # The sync front end's own transaction code, on the async driver's adapter.
                 return await conn.run_sync(run_call, call)
-        except StoreError:
-            raise
-        except Exception:
+        except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error (see ObservationStore.run).
-            with errors_of_database(**call.key):
-                raise
-            raise
+            raise translate(exc, **call.key) from exc
 
     async def close(self) -> None:
         """Release every pooled connection; the store is not used afterwards."""

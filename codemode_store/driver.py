@@ -212,30 +212,32 @@ class Driver:
         except self.error as exc:
             if on:
                 raise self._wrap(exc, None, None) from exc
-            if not self.conn.invalidated:
-                self.conn.invalidate(exc)
+            self._invalidate(exc)
 
     def rollback(self) -> None:
         """Roll back whatever is open; a connection that cannot is invalidated, never reused."""
         try:
             self.dbapi_connection.rollback()
         except Exception as exc:
-            if not self.conn.invalidated:
-                self.conn.invalidate(exc)
+            self._invalidate(exc)
 
     def close(self) -> None:
         """Close the cursor (its connection stays open); the driver is not used afterwards."""
         try:
             self.cursor.close()
         except Exception as exc:
-            if not self.conn.invalidated:
-                self.conn.invalidate(exc)
+            self._invalidate(exc)
+
+    def _invalidate(self, exc: BaseException) -> None:
+        """Mark the connection broken (once): the pool discards it, it is never reused."""
+        if not self.conn.invalidated:
+            self.conn.invalidate(exc)
 
     def _wrap(self, exc: Any, sql: str | None, params: Any) -> Exception:
         """Return SQLAlchemy's exception for a driver error, as its own execution would raise it."""
         lost = self.dialect.is_disconnect(exc, self.dbapi_connection, self.cursor)
-        if lost and not self.conn.invalidated:
-            self.conn.invalidate(exc)
+        if lost:
+            self._invalidate(exc)
         error: Exception = DBAPIError.instance(
             sql,
             params,

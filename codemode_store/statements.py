@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    ScalarSelect,
     Select,
     and_,
     bindparam,
@@ -285,52 +286,50 @@ holds_payload = or_(o.state == "retained", o.state == "failed")  # no IN: see up
 _last = observations.alias("last_observation")
 
 
-def _cell_summaries(*, of_one_session: bool) -> Select[Any]:
-    """Build the summary query, for every session or for the one named ``p_session_id``.
+def of_cell(expression: Any) -> ScalarSelect[Any]:
+    """Return ``expression`` aggregated over the observations of the outer query's cell."""
+    return select(expression).where(o.session_id == c.session_id, o.cell_id == c.cell_id).scalar_subquery()
 
-    The session filter goes inside the per-cell aggregate too: filtered only
-    outside, SQLite materialises the aggregate over every observation in the file.
-    """
-    per_cell_query = select(
-        o.session_id,
-        o.cell_id,
-        func.count().label("observations"),
-        func.coalesce(func.sum(case((holds_payload, o.payload_bytes), else_=0)), 0).label("retained_bytes"),
-        func.max(o.begun_at).label("last_begun"),
-        func.max(o.recorded_at).label("last_recorded"),
-        func.max(o.released_at).label("last_released"),
-    ).group_by(o.session_id, o.cell_id)
-    if of_one_session:
-        per_cell_query = per_cell_query.where(o.session_id == bindparam("p_session_id"))
-    per_cell = per_cell_query.subquery("per_cell")
+
+#: Bytes of payload still stored, summed over the observations of a subquery.
+held_bytes = func.coalesce(func.sum(case((holds_payload, o.payload_bytes), else_=0)), 0)
+
+#: A cell summary (``operations.to_cell_summary``): the cell, its last generation's
+#: state and kind, its totals and times. Correlated subqueries, not a join on an
+#: aggregate of the whole table: each reads only its cell's rows through the
+#: primary key, so a page of cells costs the same however many observations
+#: the rest of the store holds.
+CELL_SUMMARY_COLUMNS = (
+    c.session_id,
+    c.cell_id,
+    c.closed,
+    c.last_generation,
+    _last.c.state,
+    _last.c.kind,
+    of_cell(func.count()),
+    of_cell(held_bytes),
+    c.created_at,
+    of_cell(func.max(o.begun_at)),
+    of_cell(func.max(o.recorded_at)),
+    of_cell(func.max(o.released_at)),
+)
+
+#: The cells joined with their last observation (if any): what ``CELL_SUMMARY_COLUMNS`` read.
+cells_with_last_observation = cells.outerjoin(
+    _last,
+    and_(
+        _last.c.session_id == c.session_id,
+        _last.c.cell_id == c.cell_id,
+        _last.c.generation == c.last_generation,
+    ),
+)
+
+
+def _cell_summaries(*, of_one_session: bool) -> Select[Any]:
+    """Build the summary query, for every session or for the one named ``p_session_id``."""
     query = (
-        select(
-            c.session_id,
-            c.cell_id,
-            c.closed,
-            c.last_generation,
-            _last.c.state,
-            _last.c.kind,
-            func.coalesce(per_cell.c.observations, 0),
-            func.coalesce(per_cell.c.retained_bytes, 0),
-            c.created_at,
-            per_cell.c.last_begun,
-            per_cell.c.last_recorded,
-            per_cell.c.last_released,
-        )
-        .select_from(
-            cells.outerjoin(
-                per_cell,
-                and_(per_cell.c.session_id == c.session_id, per_cell.c.cell_id == c.cell_id),
-            ).outerjoin(
-                _last,
-                and_(
-                    _last.c.session_id == c.session_id,
-                    _last.c.cell_id == c.cell_id,
-                    _last.c.generation == c.last_generation,
-                ),
-            )
-        )
+        select(*CELL_SUMMARY_COLUMNS)
+        .select_from(cells_with_last_observation)
         .order_by(c.session_id, c.created_at, c.cell_id)
     )
     if of_one_session:

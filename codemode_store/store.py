@@ -39,7 +39,7 @@ from .migrate import ensure_schema
 from .observation import CellSummary, Observation
 from .observe import Run
 from .progress import Progress
-from .translate import errors_of_database
+from .translate import DRIVER_ERRORS, errors_of_database, translate
 from .validation import check_identifier
 from .wire import Outcome
 
@@ -139,14 +139,10 @@ class ObservationStore:
                 raise
             connections.give(conn, driver)
             return result
-        except StoreError:
-            raise
-        except Exception:
+        except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error: the call's key is
             # built only when a message needs it.
-            with errors_of_database(**call.key):
-                raise
-            raise
+            raise translate(exc, **call.key) from exc
 
     def read(self, work: Callable[[Connection], T], *, session_id: str | None = None) -> T:
         """Run ``work(conn)`` in one read transaction (see ``transactions.Transactions``)."""

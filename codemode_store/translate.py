@@ -25,7 +25,11 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from .errors import DatabaseBusy, DatabaseError, DatabaseUnavailable, ErrorKey, NotADatabase, StoreError
 
-__all__ = ["errors_of_database", "is_server_unavailable", "translate"]
+__all__ = ["DRIVER_ERRORS", "errors_of_database", "is_server_unavailable", "translate"]
+
+#: What ``translate`` takes: SQLAlchemy's errors, and sqlite3's own from the few
+#: pragmas run on the driver connection.
+DRIVER_ERRORS = (SQLAlchemyError, sqlite3.Error)
 
 # SQLite's primary result codes. An error may carry an extended code (the
 # primary one in its low byte: SQLITE_BUSY_SNAPSHOT, SQLITE_READONLY_DBMOVED,
@@ -125,6 +129,5 @@ def errors_of_database(**key: Unpack[ErrorKey]) -> Iterator[None]:
     """Re-raise SQLAlchemy errors raised inside the block as ``StoreError``."""
     try:
         yield
-    # sqlite3's own errors come from the few pragmas run on the driver connection.
-    except (SQLAlchemyError, sqlite3.Error) as exc:
+    except DRIVER_ERRORS as exc:
         raise translate(exc, **key) from exc

@@ -380,27 +380,3 @@ def test_a_cancelled_record_happens_whole_or_not_at_all(tmp_path: Path) -> None:
     states = asyncio.run(scenario())
     assert {before for before, _ in states} <= {"pending", "retained"}
     assert {after for _, after in states} == {"retained"}
-
-
-def test_reads_of_one_statement_leave_no_snapshot_open(tmp_path: Path) -> None:
-    # On aiosqlite too, a read run alone in autocommit ends its read transaction:
-    # a kept connection holding one would pin the WAL against every checkpoint.
-    path = tmp_path / "store.db"
-
-    async def scenario() -> list[int]:
-        busy: list[int] = []
-        async with AsyncObservationStore.open(path) as store:
-            s = store.session("s")
-            await s.create_cell("c")
-            await s.begin("c", 0)
-            await s.record("c", 0, Outcome.completed([TextItem("x")]))
-            for read in (lambda: s.get("c", 0), lambda: s.get("c", 1), s.cells, store.pending):
-                await read()
-                other = sqlite3.connect(path, timeout=0, isolation_level=None)
-                try:
-                    busy.append(other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
-                finally:
-                    other.close()
-        return busy
-
-    assert asyncio.run(scenario()) == [0, 0, 0, 0]

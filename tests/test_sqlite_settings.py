@@ -137,8 +137,11 @@ def test_a_read_leaves_no_snapshot_open_behind_it(db_path: Path) -> None:
             store.pending,
             lambda: s.history("cell-1"),
         )
-        for read in reads:
+        for index, read in enumerate(reads):
             read()
+            # A write after the read: a snapshot the read kept would predate it,
+            # and no checkpoint could copy it back and reset the log.
+            s.create_cell(f"after-read-{index}")
             other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
             try:
                 busy, _log, _done = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Connection,
     ScalarSelect,
     Select,
-    and_,
     bindparam,
     case,
     distinct,
@@ -38,7 +37,7 @@ from ..jsonable import json_object
 from ..observation import CellSummary, Observation, ObservationState, from_micros
 from ..operations import to_cell_summary, to_observation
 from ..schema import cells, observations
-from ..statements import OBSERVATION_COLUMNS
+from ..statements import CELL_SUMMARY_COLUMNS, OBSERVATION_COLUMNS, cells_with_last_observation, held_bytes
 from ..store import ObservationStore
 from ..translate import errors_of_database
 from ..validation import check_identifier
@@ -164,58 +163,19 @@ CELL_STATES: tuple[ObservationState, ...] = get_args(ObservationState)
 #: Rows fetched from the cursor at a time (a server-side cursor on PostgreSQL).
 FETCH_ROWS = 500
 
-_obs = observations.alias("obs")
-_last = observations.alias("last_observation")
-
-
-def _of_cell(expression: Any) -> ScalarSelect[Any]:
-    """Return ``expression`` aggregated over the observations of the outer query's cell."""
-    where = and_(_obs.c.session_id == c.session_id, _obs.c.cell_id == c.cell_id)
-    return select(expression).where(where).scalar_subquery()
-
 
 def _of_session(expression: Any) -> ScalarSelect[Any]:
     """Return ``expression`` aggregated over the observations of the outer query's session."""
-    return select(expression).where(_obs.c.session_id == c.session_id).scalar_subquery()
-
-
-_held_bytes = func.coalesce(
-    func.sum(case((_obs.c.state.in_(("retained", "failed")), _obs.c.payload_bytes), else_=0)), 0
-)
-# Correlated subqueries, not a join on an aggregate of the whole table: each one
-# reads only its cell's (or session's) rows through the primary key, so a page
-# of rows costs the same however many observations the rest of the store holds.
-_CELL_COLUMNS = (
-    c.session_id,
-    c.cell_id,
-    c.closed,
-    c.last_generation,
-    _last.c.state,
-    _last.c.kind,
-    _of_cell(func.count()),
-    _of_cell(_held_bytes),
-    c.created_at,
-    _of_cell(func.max(_obs.c.begun_at)),
-    _of_cell(func.max(_obs.c.recorded_at)),
-    _of_cell(func.max(_obs.c.released_at)),
-)
-_cells_with_last = cells.outerjoin(
-    _last,
-    and_(
-        _last.c.session_id == c.session_id,
-        _last.c.cell_id == c.cell_id,
-        _last.c.generation == c.last_generation,
-    ),
-)
+    return select(expression).where(o.session_id == c.session_id).scalar_subquery()
 
 
 _last_in_state = (
     select(literal(1))
     .where(
-        _obs.c.session_id == c.session_id,
-        _obs.c.cell_id == c.cell_id,
-        _obs.c.generation == c.last_generation,
-        _obs.c.state == bindparam("p_state"),
+        o.session_id == c.session_id,
+        o.cell_id == c.cell_id,
+        o.generation == c.last_generation,
+        o.state == bindparam("p_state"),
     )
     .exists()
 )
@@ -257,7 +217,7 @@ def iter_cells(
     open (``False``) cells; ``limit`` stops after that many.
     """
     params: dict[str, Any] = {}
-    statement: Select[Any] = select(*_CELL_COLUMNS).select_from(_cells_with_last)
+    statement: Select[Any] = select(*CELL_SUMMARY_COLUMNS).select_from(cells_with_last_observation)
     if session_id is not None:
         params["p_session_id"] = check_identifier(session_id, "session_id")
         statement = statement.where(c.session_id == bindparam("p_session_id"))
@@ -282,11 +242,11 @@ _SESSION_COLUMNS = (
     func.count(),
     func.coalesce(func.sum(case((c.closed, 0), else_=1)), 0),
     _of_session(func.count()),
-    _of_session(_held_bytes),
+    _of_session(held_bytes),
     func.max(c.created_at),
-    _of_session(func.max(_obs.c.begun_at)),
-    _of_session(func.max(_obs.c.recorded_at)),
-    _of_session(func.max(_obs.c.released_at)),
+    _of_session(func.max(o.begun_at)),
+    _of_session(func.max(o.recorded_at)),
+    _of_session(func.max(o.released_at)),
 )
 
 
