@@ -28,16 +28,19 @@ except ImportError as exc:
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import calls, observe
 from .async_engine import build_async_engine, schema_url
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, run_call
+from .deadline import DEFAULT_CALL_TIMEOUT, Deadlines, check_call_timeout
 from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, to_url
 from .observation import CellSummary, Observation
 from .observe import AsyncRun
@@ -58,10 +61,22 @@ class AsyncObservationStore:
     store among the tasks of one loop, not among loops.
     """
 
-    def __init__(self, engine: AsyncEngine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    ) -> None:
         """Wrap an async engine whose schema is already at head; prefer :meth:`open`."""
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
+        # As the sync store's: only a server can freeze under a call.
+        self._deadlines = (
+            Deadlines(check_call_timeout(call_timeout))
+            if engine.url.get_backend_name() == "postgresql"
+            else None
+        )
         self.max_payload_bytes = max_payload_bytes
 
     @classmethod
@@ -72,6 +87,7 @@ class AsyncObservationStore:
         durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> OpeningStore:
         """Open the store at a path or URL: ``await`` the result, or use it in ``async with``.
 
@@ -80,7 +96,7 @@ class AsyncObservationStore:
         """
 
         async def opening() -> AsyncObservationStore:
-            check_open_options(max_payload_bytes, busy_timeout)
+            check_open_options(max_payload_bytes, busy_timeout, call_timeout)
             target = to_url(url)
             # The sync front end's own open makes the file (0600, WAL) and the
             # schema; in a thread, so a migration or a held lock leaves the loop free.
@@ -90,10 +106,16 @@ class AsyncObservationStore:
                 durability=durability,
                 max_payload_bytes=max_payload_bytes,
                 busy_timeout=busy_timeout,
+                call_timeout=call_timeout,
             )
             sync_store.close()
-            engine = build_async_engine(target, durability=durability, busy_timeout=float(busy_timeout))
-            return cls(engine, max_payload_bytes=max_payload_bytes)
+            engine = build_async_engine(
+                target,
+                durability=durability,
+                busy_timeout=float(busy_timeout),
+                call_timeout=float(call_timeout),
+            )
+            return cls(engine, max_payload_bytes=max_payload_bytes, call_timeout=call_timeout)
 
         return OpeningStore(opening)
 
@@ -110,16 +132,21 @@ class AsyncObservationStore:
     async def run(self, call: Call[T] | Op[T]) -> T:
         """Run a prepared call in one transaction (a write one if the call writes)."""
         engine = self._engine if call.writes else self._reader
+        deadlines = self._deadlines
         try:
             async with engine.connect() as conn:
                 # The sync front end's own transaction code, on the async driver's adapter.
-                return await conn.run_sync(run_call, call)
+                if deadlines is None:
+                    return await conn.run_sync(run_call, call)
+                return await conn.run_sync(_run_watched, call, deadlines, time.monotonic())
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error (see ObservationStore.run).
             raise translate(exc, **call.key) from exc
 
     async def close(self) -> None:
         """Release every pooled connection; the store is not used afterwards."""
+        if self._deadlines is not None:
+            self._deadlines.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> AsyncObservationStore:
@@ -155,6 +182,22 @@ class AsyncObservationStore:
     async def cells(self, session_id: str | None = None) -> list[CellSummary]:
         """Return summaries of the cells of one session, or of every session."""
         return await self.run(calls.cells(session_id))
+
+
+def _run_watched(conn: Connection, call: Call[T] | Op[T], deadlines: Deadlines, started: float) -> T:
+    """Run ``call`` as ``run_call`` does, its connection cut if it is still running at its deadline."""
+    watch = deadlines.arm(conn, started)
+    try:
+        return run_call(conn, call)
+    except DRIVER_ERRORS as exc:
+        cut = deadlines.disarm(watch)
+        watch = None
+        if cut:
+            raise deadlines.overdue(exc, **call.key) from exc
+        raise
+    finally:
+        if watch is not None:
+            deadlines.disarm(watch)
 
 
 class OpeningStore:

@@ -22,6 +22,7 @@ narrower ``read`` and ``write`` (the ``Transactions`` protocol).
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from sqlalchemy.engine import URL
 
 from . import calls, integrity, observe, retention, space
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, now_micros, run_call
+from .deadline import DEFAULT_CALL_TIMEOUT, Deadlines, check_call_timeout
 from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, IdleConnections, build_engine, to_url
 from .errors import DatabaseError, InvalidInput, StoreError
 from .migrate import ensure_schema
@@ -56,20 +58,35 @@ DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 T = TypeVar("T")
 
 
-def check_open_options(max_payload_bytes: object, busy_timeout: object) -> None:
+def check_open_options(
+    max_payload_bytes: object, busy_timeout: object, call_timeout: object = DEFAULT_CALL_TIMEOUT
+) -> None:
     """Raise ``InvalidInput`` unless the options of ``open`` are usable."""
     if isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int) or max_payload_bytes < 1:
         raise InvalidInput(f"max_payload_bytes must be a positive integer, not {max_payload_bytes!r}")
     if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) or busy_timeout < 0:
         raise InvalidInput(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
+    check_call_timeout(call_timeout)
 
 
 class ObservationStore:
     """The durable memory of a code-mode host: open it with :meth:`open`."""
 
-    def __init__(self, engine: Engine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    ) -> None:
         """Wrap an engine whose schema is already at head; prefer :meth:`open`."""
         self._engine = engine
+        # Only a server can freeze under a call (see ``deadline.py``).
+        self._deadlines = (
+            Deadlines(check_call_timeout(call_timeout))
+            if engine.url.get_backend_name() == "postgresql"
+            else None
+        )
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._writers = IdleConnections(engine)
         self._readers = IdleConnections(self._reader)
@@ -87,6 +104,7 @@ class ObservationStore:
         durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> ObservationStore:
         """Open the store at a path or SQLAlchemy URL, creating or upgrading its schema.
 
@@ -95,17 +113,25 @@ class ObservationStore:
         ``"normal"`` trades the last commits before a power cut for speed
         (never corruption); ``max_payload_bytes`` caps one stored payload;
         ``busy_timeout`` is how many seconds a writer waits for a lock (SQLite's
-        busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``.
+        busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``;
+        ``call_timeout`` bounds every PostgreSQL call, even against a frozen
+        server (``DatabaseUnavailable``), and how long a session of the store
+        may sit idle inside a transaction (a frozen host's row locks).
         """
-        check_open_options(max_payload_bytes, busy_timeout)
-        engine = build_engine(to_url(url), durability=durability, busy_timeout=float(busy_timeout))
+        check_open_options(max_payload_bytes, busy_timeout, call_timeout)
+        engine = build_engine(
+            to_url(url),
+            durability=durability,
+            busy_timeout=float(busy_timeout),
+            call_timeout=float(call_timeout),
+        )
         try:
             with errors_of_database():
                 ensure_schema(engine)
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, max_payload_bytes=max_payload_bytes)
+        return cls(engine, max_payload_bytes=max_payload_bytes, call_timeout=call_timeout)
 
     @property
     def engine(self) -> Engine:
@@ -124,8 +150,12 @@ class ObservationStore:
         ``StoreError`` naming the call's key.
         """
         connections = self._writers if call.writes else self._readers
+        deadlines = self._deadlines
+        started = time.monotonic() if deadlines is not None else 0.0
+        cut = False
         try:
             conn, driver = connections.take()
+            watch = deadlines.arm(conn, started) if deadlines is not None else None
             try:
                 result = run_call(conn, call, driver)
             except StoreError as exc:
@@ -137,11 +167,17 @@ class ObservationStore:
             except BaseException:
                 connections.drop(conn, driver)
                 raise
+            finally:
+                if deadlines is not None:
+                    cut = deadlines.disarm(watch)
             connections.give(conn, driver)
             return result
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error: the call's key is
             # built only when a message needs it.
+            if cut:
+                assert deadlines is not None
+                raise deadlines.overdue(exc, **call.key) from exc
             raise translate(exc, **call.key) from exc
 
     def read(self, work: Callable[[Connection], T], *, session_id: str | None = None) -> T:
@@ -154,6 +190,8 @@ class ObservationStore:
 
     def close(self) -> None:
         """Close every pooled connection; the store is not used afterwards."""
+        if self._deadlines is not None:
+            self._deadlines.close()
         self._writers.close()
         self._readers.close()
         # The pool's own dispose, not the engine's: Engine.dispose() also builds a
