@@ -12,6 +12,7 @@ SIGSTOP (the kernel still acknowledges TCP: a hung server, not a dead one) and
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -167,10 +168,8 @@ class Cluster:
     def thaw(pids: list[int]) -> None:
         """Let processes stopped by :meth:`freeze` go on (those that still exist)."""
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
 
     def restart(self, limit: float = 60.0) -> float:
         """Start the server again on its port (crash recovery included); return the seconds it took.
