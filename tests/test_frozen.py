@@ -28,6 +28,7 @@ from test_server_loss import LIVENESS, _needs_server_programs, _returns_within
 
 from codemode_store import ObservationStore, Outcome, TextItem
 from codemode_store.aio import AsyncObservationStore
+from codemode_store.cli_support.inspection import iter_cells
 from codemode_store.deadline import DEFAULT_CALL_TIMEOUT, MIN_CALL_TIMEOUT
 from codemode_store.dialects import postgres_connect_args
 from codemode_store.errors import DatabaseUnavailable, InvalidInput
@@ -199,3 +200,17 @@ def _hold_and_take_over(s: StoreSession, holder: subprocess.Popen[str]) -> None:
             holder.kill()
             holder.send_signal(signal.SIGCONT)
             holder.wait()
+
+
+@pytest.mark.postgres
+def test_a_listing_read_slowly_outlives_the_idle_transaction_bound(postgres_url: str) -> None:
+    # A listing streams rows to whoever reads them (a pager): its read
+    # transaction may idle longer than call_timeout, and holds no row lock.
+    with ObservationStore.open(postgres_url, call_timeout=CALL_TIMEOUT) as store:
+        s = store.session("listed")
+        for cell in ("a", "b"):
+            s.create_cell(cell)
+        listing = iter_cells(store, session_id="listed")
+        first = next(listing)
+        time.sleep(CALL_TIMEOUT + 1.0)  # longer than the bound on idle transactions
+        assert [first.cell_id, *(c.cell_id for c in listing)] == ["a", "b"]
