@@ -135,11 +135,26 @@ def discard_dead_connections(pool: Pool) -> None:
     This replaces a ping before every checkout, which cost a round trip per
     transaction; a connection that dies while in use fails that call, and
     SQLAlchemy's disconnect handling discards it then.
+
+    A connection made for this very checkout is not checked: were it found
+    dead (a connection cut just after it was made), the pool would connect
+    again and, after a few such, raise an error that says nothing of the
+    server; its first statement fails instead, as ``DatabaseUnavailable``.
     """
+    event.listen(pool, "connect", _mark_new_connection)
     event.listen(pool, "checkout", _check_idle_connection)
 
 
+_NEW = "codemode_store_new"
+
+
+def _mark_new_connection(_dbapi_connection: Any, connection_record: Any) -> None:
+    connection_record.info[_NEW] = True
+
+
 def _check_idle_connection(_dbapi_connection: Any, connection_record: Any, _proxy: Any) -> None:
+    if connection_record.info.pop(_NEW, False):
+        return
     if is_dead(connection_record.driver_connection):
         raise InvalidatePoolError("the server closed the pooled connection (restarted or stopped)")
 
