@@ -74,7 +74,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 from sqlalchemy import create_engine, make_url, text  # noqa: E402
-from sqlalchemy import select as sql_select
+from sqlalchemy import select as sql_select  # noqa: E402
 
 from benchmarks.tcp_proxy import TcpProxy  # noqa: E402
 from codemode_store import ObservationStore  # noqa: E402
@@ -337,6 +337,13 @@ class HostProc:
         if self.record.ended is None:
             self.record.ended = time.time()
 
+    def release_pipes(self) -> None:
+        """Close both pipes of a process that ended."""
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None and not stream.closed:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
     def close(self) -> None:
         """Close the host's input and let it end on its own (its store ends its lease)."""
         assert self.process.stdin is not None
@@ -423,6 +430,7 @@ class Core:
                 self.urls.append(db)
         self.slots: list[HostProc] = []
         self.records: list[ProcRecord] = []
+        self.procs: list[HostProc] = []  # every process started, to be reaped at the end
         self.superseded: list[HostProc] = []
         self.duplicates: list[tuple[int, HostProc, HostProc]] = []  # slot, old, new (not ready yet)
         self.requests: dict[int, tuple[str, dict[str, Any]]] = {}  # request id -> session, request
@@ -443,6 +451,7 @@ class Core:
     def start(self, slot: int) -> HostProc:
         proc = HostProc(self.urls[slot], f"h{slot}", self.lease, self.folder)
         self.records.append(proc.record)
+        self.procs.append(proc)
         return proc
 
     def live_slots(self, but: int | None = None) -> list[int]:
@@ -917,9 +926,10 @@ class Core:
                 proc.close()
                 self.classify_stale(proc)
         finally:
-            for proc in self.slots + self.superseded + [new for _slot, _old, new in self.duplicates]:
+            for proc in self.procs:
                 if proc.alive:
                     proc.kill()
+                proc.release_pipes()
             for proxy in self.proxies:
                 proxy.stop()
         self.check_audit()
@@ -1063,10 +1073,12 @@ def _print(report: CampaignReport) -> None:
         pauses = b.zombie_pauses or [0.0]
         print(f"[{b.backend}] faults: {dict(sorted(b.faults.items()))}")
         print(
-            f"[{b.backend}] requests {b.requests}, generations consumed {b.generations}, cells {dict(b.cells)}"
+            f"[{b.backend}] requests {b.requests}, generations consumed {b.generations}, "
+            f"cells {dict(b.cells)}"
         )
         print(
-            f"[{b.backend}] failures consumed: {b.lost_failures} 'host H lost' (of a live host: {b.live_failed}), "
+            f"[{b.backend}] failures consumed: {b.lost_failures} 'host H lost' "
+            f"(of a live host: {b.live_failed}), "
             f"{b.restart_failures} 'host restarted'"
         )
         print(
