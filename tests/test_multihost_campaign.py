@@ -5,7 +5,7 @@ simulated Core routing six sessions between them, and at least 30 faults of
 each kind across both backends: kills with a restart under the same host id,
 zombies (stopped past their lease), duplicate host ids, connection cuts
 (PostgreSQL) and session moves while a cell runs. The long run is by hand
-(docs/several-hosts.md gives its command and figures). Other tests here show
+(docs/multihost-campaign.md gives its command and figures). Other tests here show
 that the campaign's checks see what they look for.
 """
 
