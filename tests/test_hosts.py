@@ -10,6 +10,7 @@ that decides the outcome.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -396,3 +397,42 @@ def test_hosts_lists_incarnation_lease_liveness_and_pending(
     assert all(h.lease_expires_at.utcoffset() is not None for h in hosts)
     assert hosts[0].lease_expires_at > hosts[3].lease_expires_at
     assert [o.host_id for o in b.pending()] == ["A", "A", "D"]
+
+
+# -- the reference host -------------------------------------------------------------------------
+
+
+def test_the_reference_host_stops_once_its_host_id_is_taken_over(tmp_path: Path) -> None:
+    db = tmp_path / "host.db"
+    command = [sys.executable, "-m", "codemode_store.host", "--db", str(db), "--session", "t"]
+    command += ["--host-id", "worker-1", "--lease-seconds", "5"]
+    with subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ) as host:
+        assert host.stdin is not None and host.stdout is not None and host.stderr is not None
+
+        def ask(request: str) -> Any:
+            assert host.stdin is not None and host.stdout is not None
+            host.stdin.write(request.encode() + b"\n")
+            host.stdin.flush()
+            return json.loads(host.stdout.readline())
+
+        assert ask('{"id": 1, "op": "create", "cell_id": "c", "source": "echo hi"}') == {
+            "id": 1,
+            "ok": {"cell_id": "c"},
+        }
+        assert "ok" in ask('{"id": 2, "op": "observe", "cell_id": "c", "generation": 0}')
+        with ObservationStore.open(db, host_id="worker-1") as newer:  # a second process with its id
+            assert newer.incarnation == 2
+            answer = ask('{"id": 3, "op": "observe", "cell_id": "c", "generation": 1}')
+            assert answer["error"]["code"] == "HostFenced"
+            assert host.wait(timeout=30) == 1
+            assert host.stdout.read() == b""  # nothing after the fenced answer
+            stderr = host.stderr.read().decode()
+        assert stderr.startswith("host ready: host 'worker-1' incarnation 1, session 't'")
+        assert "error: " in stderr and "superseded by incarnation 2" in stderr
