@@ -10,6 +10,9 @@ that decides the outcome.
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import json
 import math
 import os
@@ -24,9 +27,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from support.cli_runner import cli
 from support.tables import dump
 
 from codemode_store import HostInfo, ObservationStore, Outcome, TextItem
+from codemode_store.aio import AsyncObservationStore
+from codemode_store.cli_support import inspection
 from codemode_store.errors import (
     HostFenced,
     InvalidInput,
@@ -436,3 +442,79 @@ def test_the_reference_host_stops_once_its_host_id_is_taken_over(tmp_path: Path)
             stderr = host.stderr.read().decode()
         assert stderr.startswith("host ready: host 'worker-1' incarnation 1, session 't'")
         assert "error: " in stderr and "superseded by incarnation 2" in stderr
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_hosts_in_every_format(store_url: str, opened: Callable[..., ObservationStore]) -> None:
+    a = opened(host_id="A")
+    begun(a, "s", "c")
+    opened(host_id="B\tb").close()  # an id with a control character, escaped in tables
+    expected = [inspection.record(h) for h in a.hosts()]
+    keys = inspection.RECORD_KEYS[HostInfo]
+    assert keys == ("host_id", "incarnation", "lease_expires_at", "live", "pending")
+    assert all(tuple(r) == keys for r in expected)
+
+    table = cli(["--db", store_url, "hosts"]).stdout.splitlines()
+    assert table[0].split() == ["host", "incarnation", "lease", "ends", "(UTC)", "status", "pending"]
+    assert [line.split()[0] for line in table[2:]] == ["A", "B\\tb"]
+    assert table[2].split()[-2:] == ["live", "1"] and table[3].split()[-2:] == ["lost", "0"]
+    assert json.loads(cli(["--db", store_url, "hosts", "--json"]).stdout) == expected
+    assert json.loads(cli(["--db", store_url, "hosts", "--format", "json"]).stdout) == expected
+    lines = cli(["--db", store_url, "hosts", "--format", "jsonl"]).stdout.splitlines()
+    assert [json.loads(line) for line in lines] == expected
+    for name, delimiter in (("csv", ","), ("tsv", "\t")):
+        rows = list(
+            csv.reader(
+                io.StringIO(cli(["--db", store_url, "hosts", "--format", name]).stdout), delimiter=delimiter
+            )
+        )
+        assert rows[0] == list(keys)
+        assert [row[0] for row in rows[1:]] == ["A", "B\\tb"]
+        assert [row[3] for row in rows[1:]] == ["true", "false"]
+    assert (
+        len(cli(["--db", store_url, "hosts", "--limit", "1", "--format", "jsonl"]).stdout.splitlines()) == 1
+    )
+    history = cli(["--db", store_url, "history", "s", "c"]).stdout.splitlines()
+    assert history[0].split()[-1] == "host" and history[2].split()[-1] == "A"
+    (generation,) = json.loads(cli(["--db", store_url, "history", "s", "c", "--json"]).stdout)
+    assert generation["host_id"] == "A"
+
+
+def test_cli_hosts_of_a_store_without_hosts(store_url: str, opened: Callable[..., ObservationStore]) -> None:
+    opened()
+    assert cli(["--db", store_url, "hosts"]).stdout == "(no hosts)\n"
+    assert cli(["--db", store_url, "hosts", "--json"]).stdout == "[]\n"
+
+
+# -- the asyncio store --------------------------------------------------------------------------
+
+
+def test_the_asyncio_store_holds_a_host_id_too(
+    store_url: str, opened: Callable[..., ObservationStore]
+) -> None:
+    async def scenario() -> None:
+        async with AsyncObservationStore.open(store_url, host_id="A", lease_seconds=0.3) as old:
+            assert (old.host_id, old.incarnation, old.recovered) == ("A", 1, 0)
+            s = old.session("s")
+            await s.create_cell("c")
+            assert await s.begin("c", 0) is None
+            first = (await old.hosts())[0].lease_expires_at
+            deadline = time.monotonic() + 10
+            while (await old.hosts())[0].lease_expires_at == first:  # renewed by its task
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            async with AsyncObservationStore.open(store_url, host_id="A") as new:
+                assert (new.incarnation, new.recovered) == (2, 1)
+                with pytest.raises(HostFenced):
+                    await s.begin("c", 1)
+                with pytest.raises(NotPending):
+                    await s.record("c", 0, ANSWER)
+                observed = await new.session("s").observe("c", 1, lambda: ANSWER)
+                assert observed.host_id == "A" and observed.state == "retained"
+                assert await new.fail_pending() == 0
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "codemode-store-lease"]
+
+    asyncio.run(scenario())
+    assert [(h.host_id, h.incarnation, h.live) for h in opened().hosts()] == [("A", 2, False)]
