@@ -16,7 +16,14 @@ from __future__ import annotations
 from .backup import BackupReport, backup
 from .copying import CopyProgress, CopyReport, CopyState, copy_sessions, copy_to, same_database
 from .errors import BadSessionFile, PayloadMismatch, SessionConflict, UnknownSession
-from .session_file import FORMAT, FORMAT_VERSION, SessionFileReport, export_session, import_session
+from .session_file import (
+    FORMAT,
+    FORMAT_VERSION,
+    SessionFileReport,
+    check_session_file,
+    export_session,
+    import_session,
+)
 
 __all__ = [
     "FORMAT",
@@ -31,6 +38,7 @@ __all__ = [
     "SessionFileReport",
     "UnknownSession",
     "backup",
+    "check_session_file",
     "copy_sessions",
     "copy_to",
     "export_session",

@@ -171,11 +171,12 @@ def _chosen(reader: Connection, wanted: list[str] | None) -> list[str]:
         )
     missing = [s for s in wanted if s not in found]
     if missing:
+        if len(missing) == 1:
+            raise UnknownSession(
+                "the source holds no such session; nothing was copied", session_id=missing[0]
+            )
         names = ", ".join(repr(s) for s in missing)
-        raise UnknownSession(
-            f"the source holds no session {names}; nothing was copied",
-            session_id=missing[0] if len(missing) == 1 else None,
-        )
+        raise UnknownSession(f"the source holds no sessions {names}; nothing was copied")
     return wanted
 
 

@@ -42,7 +42,14 @@ from .errors import BadSessionFile, PayloadMismatch, SessionConflict, UnknownSes
 from .rows import RowError, check_payload, decode_row, encode_row
 from .snapshot import naming, snapshot
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SessionFileReport", "export_session", "import_session"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SessionFileReport",
+    "check_session_file",
+    "export_session",
+    "import_session",
+]
 
 FORMAT = "codemode-store-session"
 FORMAT_VERSION = 1
@@ -150,6 +157,19 @@ def import_session(target: ObservationStore, file: IO[bytes], *, name: str = "th
             )
 
 
+def check_session_file(file: IO[bytes], name: str = "the file") -> dict[str, Any]:
+    """Check a session file's header, length and sha256 without a store; return its header.
+
+    ``file`` must be seekable; it is left at its start. ``BadSessionFile`` if
+    the file is of another format or version, truncated or edited.
+    """
+    start = file.tell()
+    header = _header(file, name)
+    _check_body(file, header, name)
+    file.seek(start)
+    return header
+
+
 def _check_body(file: IO[bytes], header: dict[str, Any], name: str) -> None:
     digest = hashlib.sha256()
     read = 0
@@ -174,6 +194,8 @@ def _header(file: IO[bytes], name: str) -> dict[str, Any]:
     line = file.readline(_HEADER_LIMIT + 1)
     if not line:
         raise BadSessionFile(f"{name} is empty, not a {FORMAT} file")
+    if not line.endswith(b"\n") and line.startswith(b'{"format":"' + FORMAT.encode()):
+        raise BadSessionFile(f"{name} is truncated: it ends inside its header line")
     try:
         header = json.loads(line)
     except (ValueError, UnicodeDecodeError):
@@ -232,7 +254,7 @@ class _Importer:
         """Read, check and insert every row; raise before the commit if anything does not hold."""
         if held_sessions(self.conn, [self.session_id]):
             raise SessionConflict(
-                f"the store already holds session {self.session_id!r}; nothing was imported "
+                "the store already holds this session; nothing was imported "
                 "(end it first, or import into another store)",
                 [self.session_id],
             )
