@@ -63,7 +63,9 @@ def check_rules_hold(store: ObservationStore, original: ObservationStore) -> Non
     assert copied.get("running", 0).state == "failed"
 
 
-def test_copy_round_trip_keeps_every_row_and_the_rules(source: ObservationStore, store_url: str, tmp_path: Path) -> None:
+def test_copy_round_trip_keeps_every_row_and_the_rules(
+    source: ObservationStore, store_url: str, tmp_path: Path
+) -> None:
     report = copy_to(source, store_url)
     assert report.copied == ("s1", "s2") and report.skipped == ()
     with ObservationStore.open(store_url) as middle:
@@ -144,7 +146,11 @@ def test_a_payload_that_does_not_match_its_sha256_is_refused_on_arrival(
     corrupt(source, "streaming", 1, "payload = :v", b"tampered", session_id="s2")
     with pytest.raises(PayloadMismatch) as refused:
         copy_to(source, store_url)
-    assert (refused.value.session_id, refused.value.cell_id, refused.value.generation) == ("s2", "streaming", 1)
+    assert (refused.value.session_id, refused.value.cell_id, refused.value.generation) == (
+        "s2",
+        "streaming",
+        1,
+    )
     with ObservationStore.open(store_url) as target:
         copied = rows(target)
     assert copied == of_sessions(rows(source), "s1")  # s1 whole, nothing of s2
@@ -220,7 +226,9 @@ def test_a_backup_of_a_sqlite_store_is_consistent_private_and_checked_while_a_ho
 
 
 @pytest.mark.postgres
-def test_a_backup_of_a_postgres_store_is_a_checked_sqlite_copy(source: ObservationStore, postgres_url: str, tmp_path: Path) -> None:
+def test_a_backup_of_a_postgres_store_is_a_checked_sqlite_copy(
+    source: ObservationStore, postgres_url: str, tmp_path: Path
+) -> None:
     copy_to(source, postgres_url)
     with ObservationStore.open(postgres_url) as store:
         report = backup(store, tmp_path / "backup.db")
@@ -229,7 +237,9 @@ def test_a_backup_of_a_postgres_store_is_a_checked_sqlite_copy(source: Observati
         assert dump(copy) == dump(source)
 
 
-def test_a_backup_refuses_an_existing_file_and_a_missing_folder(source: ObservationStore, tmp_path: Path) -> None:
+def test_a_backup_refuses_an_existing_file_and_a_missing_folder(
+    source: ObservationStore, tmp_path: Path
+) -> None:
     existing = tmp_path / "existing.db"
     existing.write_bytes(b"keep me")
     with pytest.raises(InvalidInput, match="exists already"):
@@ -249,7 +259,9 @@ def exported(store: ObservationStore, session_id: str = "s1") -> bytes:
     return out.getvalue()
 
 
-def test_export_then_import_rebuilds_the_session_exactly(source: ObservationStore, store: ObservationStore) -> None:
+def test_export_then_import_rebuilds_the_session_exactly(
+    source: ObservationStore, store: ObservationStore
+) -> None:
     data = exported(source)
     report = import_session(store, io.BytesIO(data))
     assert report.counts == {"cells": 7, "observations": 8}

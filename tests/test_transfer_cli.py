@@ -81,7 +81,9 @@ def test_copy_draws_progress_on_a_terminal_only(
     piped = run(["--db", source, "copy", "--to", str(tmp_path / "piped.db")])
     assert not piped.stdout.startswith("copying")
     monkeypatch.setattr(cli_module, "_is_terminal", lambda: True)
-    assert not run(["--db", source, "copy", "--to", str(tmp_path / "json.db"), "--json"]).stdout.startswith("copying")
+    assert not run(["--db", source, "copy", "--to", str(tmp_path / "json.db"), "--json"]).stdout.startswith(
+        "copying"
+    )
     drawn = run(["--db", source, "copy", "--to", str(tmp_path / "terminal.db")])
     assert drawn.stdout.startswith("copying")  # click draws the bar itself only on a real terminal
     note = copy_state_text(CopyState(1, 2, 15, 30, 1000, 2302))
@@ -137,19 +139,38 @@ def _bad_inputs(source: str, tmp_path: Path) -> dict[str, tuple[list[str], int, 
         "unopenable target": (["copy", "--to", unreachable], 1, "unreachable"),
         "target in a missing folder": (["copy", "--to", str(tmp_path / "no" / "t.db")], 1, "unable to open"),
         "source as target": (["copy", "--to", source], 1, "is the source store itself"),
-        "unknown session to copy": (["copy", "--to", str(tmp_path / "t.db"), "--session", "nope"], 1, "no such"),
+        "unknown session to copy": (
+            ["copy", "--to", str(tmp_path / "t.db"), "--session", "nope"],
+            1,
+            "no such",
+        ),
         "backup into a missing folder": (["backup", str(tmp_path / "no" / "b.db")], 1, "does not exist"),
         "backup over a file": (["backup", str(existing)], 1, "exists already"),
         "unknown session to export": (["export", "nope", "--out", str(tmp_path / "x.jsonl")], 1, "no such"),
-        "export into a missing folder": (["export", "s1", "--out", str(tmp_path / "no" / "x.jsonl")], 1, "exist"),
+        "export into a missing folder": (
+            ["export", "s1", "--out", str(tmp_path / "no" / "x.jsonl")],
+            1,
+            "exist",
+        ),
         "other format version": (["--db", str(held), "import", str(tmp_path / "v2.jsonl")], 1, "version 2"),
-        "truncated file": (["--db", str(tmp_path / "n.db"), "import", str(tmp_path / "cut.jsonl")], 1, "truncated"),
-        "edited file": (["--db", str(tmp_path / "n.db"), "import", str(tmp_path / "edited.jsonl")], 1, "changed"),
-        "missing file": (["--db", str(tmp_path / "n.db"), "import", str(tmp_path / "none.jsonl")], 1, "cannot read"),
+        "truncated file": (
+            ["--db", str(tmp_path / "n.db"), "import", str(tmp_path / "cut.jsonl")],
+            1,
+            "truncated",
+        ),
+        "edited file": (
+            ["--db", str(tmp_path / "n.db"), "import", str(tmp_path / "edited.jsonl")],
+            1,
+            "changed",
+        ),
+        "missing file": (
+            ["--db", str(tmp_path / "n.db"), "import", str(tmp_path / "none.jsonl")],
+            1,
+            "cannot read",
+        ),
         "session held": (["--db", str(held), "import", str(exported)], 1, "already holds"),
         "copy without --to": (["copy"], 2, "--to"),
     }
-
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ from codemode_store.wire import ImageItem
 
 #: A 1x1 PNG as a data URL: an image item of the wire shape.
 PNG = (
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
 )
 
 
@@ -67,7 +68,9 @@ def rows(store: ObservationStore) -> dict[str, list[tuple[Any, ...]]]:
     return found
 
 
-def of_sessions(found: dict[str, list[tuple[Any, ...]]], *session_ids: str) -> dict[str, list[tuple[Any, ...]]]:
+def of_sessions(
+    found: dict[str, list[tuple[Any, ...]]], *session_ids: str
+) -> dict[str, list[tuple[Any, ...]]]:
     """Return the rows of ``rows()`` that belong to the sessions named (store-wide tables whole)."""
     picked = {}
     for table in metadata.sorted_tables:
