@@ -185,6 +185,10 @@ class SharedTable:
         query = select(*self.table.c).where(self.key.in_(list(keys))).order_by(self.key)
         return [dict(row) for row in conn.execute(query).mappings()]
 
+    def every_row(self, conn: Connection) -> list[Row]:
+        """Return every row of the table (a whole-store copy takes them all)."""
+        return [dict(row) for row in conn.execute(select(*self.table.c).order_by(self.key)).mappings()]
+
     def present(self, conn: Connection, keys: Sequence[Any]) -> set[Any]:
         """Return which of ``keys`` the table already holds."""
         if not keys:
