@@ -61,7 +61,7 @@ def _peak_kib() -> int:
 
 
 def build_many(path: Path, total: int, generations: int = 10, cells_per_session: int = 100) -> None:
-    """Write ``total`` observations straight into a new store: every cell's last generation retained (1 KiB)."""
+    """Write ``total`` observations into a new store: each cell's last generation retained (1 KiB)."""
     payload = (b'[{"type":"input_text","text":"' + b"x" * 990 + b'"}]')[:1024]
     digest = hashlib.sha256(payload).digest()
     cell_count = total // generations
@@ -70,16 +70,20 @@ def build_many(path: Path, total: int, generations: int = 10, cells_per_session:
         with store.engine.begin() as conn:
             cell_rows, obs_rows = [], []
             for index in range(cell_count):
-                session, cell = f"session-{index // cells_per_session:05d}", f"cell-{index % cells_per_session:03d}"
+                session, cell = (
+                    f"session-{index // cells_per_session:05d}",
+                    f"cell-{index % cells_per_session:03d}",
+                )
                 cell_rows.append(
-                    {"session_id": session, "cell_id": cell, "closed": True, "last_generation": generations - 1,
-                     "created_at": now}
+                    {"session_id": session, "cell_id": cell, "closed": True,
+                     "last_generation": generations - 1, "created_at": now}
                 )  # fmt: skip
                 for generation in range(generations):
                     last = generation == generations - 1
                     obs_rows.append(
                         {"session_id": session, "cell_id": cell, "generation": generation,
-                         "state": "retained" if last else "released", "kind": "completed" if last else "yielded",
+                         "state": "retained" if last else "released",
+                         "kind": "completed" if last else "yielded",
                          "payload_bytes": len(payload), "payload_sha256": digest, "begun_at": now,
                          "recorded_at": now, "released_at": None if last else now, "request": None,
                          "payload": payload if last else None}
@@ -130,7 +134,8 @@ def child(task: str, args: list[str]) -> dict[str, Any]:
         result["rows"] = report.rows
     elif task == "idle":
         with ObservationStore.open(args[0]) as source, ObservationStore.open(args[1]) as target:
-            source.cells()[:1], target.cells()[:1]
+            source.read(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM alembic_version").all())
+            target.read(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM alembic_version").all())
     elif task == "sqlite-floor":
         connection = __import__("sqlite3").connect(args[1], isolation_level=None)
         connection.execute("PRAGMA synchronous = FULL")
@@ -142,7 +147,8 @@ def child(task: str, args: list[str]) -> dict[str, Any]:
         connection.close()
     elif task == "backup":
         with ObservationStore.open(args[0]) as source:
-            backup(source, args[1])
+            backed = backup(source, args[1])
+        result.update(copy_seconds=backed.copy_seconds, check_seconds=backed.check_seconds)
     elif task == "export":
         with ObservationStore.open(args[0]) as source, open(args[1], "wb") as out:
             export_session(source, args[2], out)
@@ -215,11 +221,13 @@ def _drop_postgres(admin_url: str, url: str) -> None:
 # -- the measurements ---------------------------------------------------------------------------------
 
 
-def measure_copy(folder: Path, source: Path, rounds: int, postgres: str | None, label: str) -> list[dict[str, Any]]:
+def measure_copy(
+    folder: Path, source: Path, rounds: int, postgres: str | None, label: str
+) -> list[dict[str, Any]]:
     """Copy ``source`` into new SQLite files (and PostgreSQL databases): seconds, rows/s, peak RSS."""
     results = []
     times: dict[str, list[float]] = {"store": [], "floor": [], "pg": []}
-    peaks: dict[str, list[int]] = {"store": [], "idle": [], "pg": []}
+    peaks: dict[str, list[int]] = {"store": [], "idle": [], "pg": [], "floor": []}
     rows = 0
     for _ in range(rounds):
         target = _fresh(folder, "copy-target.db")
@@ -230,7 +238,9 @@ def measure_copy(folder: Path, source: Path, rounds: int, postgres: str | None, 
         idle = run_child("idle", str(source), str(target))
         peaks["idle"].append(idle["peak_kib"])
         floor_target = _empty_store(folder, "floor-target.db")
-        times["floor"].append(run_child("sqlite-floor", str(source), str(floor_target))["seconds"])
+        floor_run = run_child("sqlite-floor", str(source), str(floor_target))
+        times["floor"].append(floor_run["seconds"])
+        peaks["floor"].append(floor_run["peak_kib"])
         if postgres:
             url = _postgres_database(postgres)
             try:
@@ -245,6 +255,7 @@ def measure_copy(folder: Path, source: Path, rounds: int, postgres: str | None, 
          "rows_per_s": round(rows / store), "vs_sqlite_insert_select": ratio(store, floor),
          "floor_seconds": round(floor, 2), "peak_rss_mib": round(median(peaks["store"]) / 1024, 1),
          "idle_rss_mib": round(median(peaks["idle"]) / 1024, 1),
+         "floor_rss_mib": round(median(peaks["floor"]) / 1024, 1),
          "seconds_range": [round(min(times["store"]), 2), round(max(times["store"]), 2)]}
     )  # fmt: skip
     if postgres:
@@ -276,20 +287,35 @@ def measure_big_files(folder: Path, source: Path) -> dict[str, Any]:
 def measure_backup(folder: Path, source: Path, rounds: int) -> dict[str, Any]:
     """Backup of ``source`` with and without a host writing, against ``cp``; the host's writes/s."""
     quiet, busy, copies, during, alone = [], [], [], [], []
+    steps: dict[str, list[float]] = {"quiet_copy": [], "busy_copy": [], "check": []}
     for _ in range(rounds):
         start = time.perf_counter()
         shutil.copyfile(source, _fresh(folder, "cp.db"))
         copies.append(time.perf_counter() - start)
-        quiet.append(run_child("backup", str(source), str(_fresh(folder, "backup-quiet.db")))["seconds"])
+        done = run_child("backup", str(source), str(_fresh(folder, "backup-quiet.db")))
+        quiet.append(done["seconds"])
+        steps["quiet_copy"].append(done["copy_seconds"])
+        steps["check"].append(done["check_seconds"])
         stop, marks = _fresh(folder, "host.stop"), _fresh(folder, "host.marks")
         host = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.transfer", "--child", "host", str(source), str(stop), str(marks)],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.transfer",
+                "--child",
+                "host",
+                str(source),
+                str(stop),
+                str(marks),
+            ],
             cwd=Path(__file__).resolve().parent.parent,
             stdout=subprocess.DEVNULL,
         )
         time.sleep(2.0)  # the host's pace alone
         begun = time.time()
-        busy.append(run_child("backup", str(source), str(_fresh(folder, "backup-busy.db")))["seconds"])
+        done = run_child("backup", str(source), str(_fresh(folder, "backup-busy.db")))
+        busy.append(done["seconds"])
+        steps["busy_copy"].append(done["copy_seconds"])
         ended = time.time()
         time.sleep(2.0)
         stop.write_text("")
@@ -307,6 +333,11 @@ def measure_backup(folder: Path, source: Path, rounds: int) -> dict[str, Any]:
         "quiet_seconds": round(median(quiet), 2),
         "busy_seconds": round(median(busy), 2),
         "busy_seconds_range": [round(min(busy), 2), round(max(busy), 2)],
+        "page_copy_seconds_quiet": round(median(steps["quiet_copy"]), 2),
+        "page_copy_seconds_busy": round(median(steps["busy_copy"]), 2),
+        "page_copy_busy_range": [round(min(steps["busy_copy"]), 2), round(max(steps["busy_copy"]), 2)],
+        "check_seconds": round(median(steps["check"]), 2),
+        "page_copy_quiet_vs_cp": ratio(median(steps["quiet_copy"]), median(copies)),
         "quiet_vs_cp": ratio(median(quiet), median(copies)),
         "busy_vs_quiet": ratio(median(busy), median(quiet)),
         "host_writes_per_s_alone": round(median(alone), 1),
@@ -316,7 +347,9 @@ def measure_backup(folder: Path, source: Path, rounds: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Build the stores, measure, print one JSON object per figure."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--observations", type=int, default=1_000_000)
     parser.add_argument("--big-payloads", type=int, default=4)
@@ -337,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         build_many(many, args.observations)
         print(json.dumps({"built": str(many), "seconds": round(time.perf_counter() - start, 1)}), flush=True)
     if "many" in only:
-        for row in measure_copy(folder, many, args.rounds, args.postgres, f"copy, {args.observations:,} observations"):
+        for row in measure_copy(
+            folder, many, args.rounds, args.postgres, f"copy, {args.observations:,} observations"
+        ):
             print(json.dumps(row), flush=True)
     if "big" in only:
         big = folder / f"big-{args.big_payloads}.db"

@@ -305,6 +305,7 @@ class _SessionCopier:
                 )
                 if self.progress is not None:
                     self.progress(self.state)
+                del batch  # before the next one is fetched: one batch of payloads at a time
         sent = self.state.rows_done - rows_before
         written = sum(
             int(conn.execute(spec.count, {"p_session": session_id}).scalar_one())
@@ -326,3 +327,4 @@ def _guarded(batches: Iterator[list[dict[str, Any]]], side: str) -> Iterator[lis
         if batch is None:
             return
         yield batch
+        batch = None  # let the caller drop it before the next one is fetched
