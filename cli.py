@@ -1129,10 +1129,11 @@ def serve(port: int, host: str | None, allow_release: bool) -> None:
     try:
         from codemode_store.web.server import serve as run
     except ImportError as exc:
-        if exc.name not in WEB_EXTRA_MODULES:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in WEB_EXTRA_MODULES:
             raise
         raise StoreFailure(
-            f"serve needs the web extra ({exc.name} is not installed): pip install 'codemode-store[web]'"
+            f"serve needs the web extra ({missing} is not installed): pip install 'codemode-store[web]'"
         ) from exc
     with _naming_the_database():
         run(

@@ -101,7 +101,8 @@ class Server:
                     found.set()
             found.set()
 
-        threading.Thread(target=read, daemon=True).start()
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
         if not found.wait(timeout) or not any(line.startswith("  http://") for line in self.printed):
             self.stop()
             raise RuntimeError("the server did not print its URL:\n" + "\n".join(self.printed))
@@ -122,6 +123,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._reader.join(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
     def __enter__(self) -> Server:
         return self

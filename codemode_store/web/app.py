@@ -9,6 +9,7 @@ store exist only with ``allow_release`` and carry the CSRF token.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -375,8 +376,8 @@ def create_app(store: ObservationStore, settings: Settings) -> Guard:
     def guarded(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def run(request: Request) -> Response:
             try:
-                if endpoint is p.change:
-                    response: Response = await p.change(request)
+                if inspect.iscoroutinefunction(endpoint):
+                    response: Response = await endpoint(request)
                 else:
                     response = await run_in_threadpool(endpoint, request)
             except Forbidden:

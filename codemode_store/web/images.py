@@ -20,6 +20,9 @@ from ..wire import ImageItem
 
 __all__ = ["DRAWN_TYPES", "PageImage", "page_image"]
 
+#: The names of the drawn types, for messages.
+_NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WebP"}
+
 #: Media types drawn inline, with the bytes their data must start with.
 DRAWN_TYPES: dict[str, tuple[bytes, ...]] = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
@@ -83,7 +86,9 @@ def page_image(item: ImageItem) -> PageImage:
     except (binascii.Error, ValueError):
         return PageImage(summary.media_type, None, item.detail, None, "not drawn: invalid base64 data")
     if not raw.startswith(DRAWN_TYPES[media]) or (media == "image/webp" and raw[8:12] != b"WEBP"):
-        return PageImage(media, len(raw), item.detail, None, f"not drawn: the data is not a {media} image")
+        return PageImage(
+            media, len(raw), item.detail, None, f"not drawn: the data is not a {_NAMES[media]} image"
+        )
     width, height = _size(media, raw) or (None, None)
     src = f"data:{media};base64,{base64.b64encode(raw).decode('ascii')}"
     return PageImage(media, len(raw), item.detail, src, None, width, height)
