@@ -376,6 +376,11 @@ def _ids(store: ObservationStore, statement: Select[Any], params: dict[str, Any]
 # -- one observation ----------------------------------------------------------------------
 
 
+_last_generation = select(c.last_generation).where(
+    c.session_id == bindparam("p_session_id"), c.cell_id == bindparam("p_cell_id")
+)
+
+
 def observation(
     store: ObservationStore, session_id: str, cell_id: str, generation: int | None
 ) -> Observation:
@@ -388,12 +393,16 @@ def observation(
     if generation is None:
         session = handle.session_id
         cell = check_identifier(cell_id, "cell_id", session_id=session)
-        summary = next((s for s in handle.cells() if s.cell_id == cell), None)
-        if summary is None:
+        # One row by its key: not a summary of every cell of the session.
+        found_cell = store.read(
+            lambda conn: conn.execute(_last_generation, {"p_session_id": session, "p_cell_id": cell}).first(),
+            session_id=session,
+        )
+        if found_cell is None:
             raise UnknownCell("the session does not know this cell", session_id=session, cell_id=cell)
-        if summary.last_generation is None:
+        if found_cell[0] is None:
             raise FutureGeneration("the cell has no observation yet", session_id=session, cell_id=cell)
-        generation = summary.last_generation
+        generation = int(found_cell[0])
     found = handle.get(cell_id, generation)
     if found is None:
         raise FutureGeneration(
