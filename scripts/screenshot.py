@@ -76,8 +76,10 @@ def browser(width: int = 1200, height: int = 900) -> Iterator[Any]:
 class Server:
     """A ``codemode-store serve --port 0`` process; its URL is read from what it prints."""
 
-    def __init__(self, db: Path | str, *arguments: str, timeout: float = 60.0) -> None:
-        """Start serving ``db`` with extra ``arguments`` (``--allow-release``, ``--host``)."""
+    def __init__(
+        self, db: Path | str, *arguments: str, timeout: float = 60.0, cwd: Path | None = None
+    ) -> None:
+        """Serve ``db`` (relative to ``cwd``) with extra ``arguments`` (``--allow-release``, ``--host``)."""
         code = "from codemode_store.cli import main; main()"
         env = {k: v for k, v in os.environ.items() if k != "CODEMODE_STORE_URL"}
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
@@ -88,6 +90,7 @@ class Server:
             stdin=subprocess.DEVNULL,
             env=env,
             text=True,
+            cwd=cwd,
         )
         self.printed: list[str] = []
         found = threading.Event()
@@ -134,18 +137,50 @@ class Server:
         self.stop()
 
 
+def bar_chart(values: Sequence[float], width: int = 480, height: int = 200) -> bytes:
+    """Return a PNG of a bar chart of ``values`` (0 to 1): real image bytes, as a plotting cell would make."""
+    import struct
+    import zlib
+
+    bar = width // len(values)
+    rows = bytearray()
+    for y in range(height):
+        rows.append(0)  # no filter
+        for x in range(width):
+            index, within = divmod(x, bar)
+            top = height - int(values[min(index, len(values) - 1)] * (height - 10))
+            inside = y >= top and 6 <= within < bar - 6
+            rows.extend((52, 120, 198) if inside else (250, 251, 252) if y % 40 else (220, 224, 230))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(rows)))
+        + chunk(b"IEND", b"")
+    )
+
+
 def showcase_store(folder: Path) -> Path:
     """Play the demo into ``folder`` and add session ``plots`` with a retained chart; return the file."""
-    from codemode_store import ObservationStore, Outcome, TextItem
-    from codemode_store.cli_support.demo import chart_outcome, run_demo
+    import base64
+
+    from codemode_store import ImageItem, ObservationStore, Outcome, TextItem
+    from codemode_store.cli_support.demo import run_demo
 
     path = folder / "demo.db"
     run_demo(path, lambda _line: None)
+    losses = [0.92, 0.61, 0.44, 0.35, 0.29, 0.26, 0.24, 0.23]
+    chart = "data:image/png;base64," + base64.b64encode(bar_chart(losses)).decode("ascii")
     with ObservationStore.open(path) as store:
         s = store.session(PLOTS)
         s.create_cell("chart")
         s.begin("chart", 0, {"yield_time_ms": 10000})
-        s.record("chart", 0, chart_outcome())
+        text = "loss by epoch: " + "  ".join(f"{v:.2f}" for v in losses) + "\n"
+        s.record("chart", 0, Outcome.completed([TextItem(text), ImageItem(chart, "high")]))
         s.create_cell("fit")
         s.begin("fit", 0, {"yield_time_ms": 10000})
         s.record("fit", 0, Outcome.yielded([TextItem("epoch 1/3: loss 0.91\nepoch 2/3: loss 0.55\n")]))
@@ -188,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="codemode-screenshots-"))
     try:
         db = showcase_store(folder)
-        with Server(db) as server, browser(1100, 760) as driver:
+        with Server(db.name, cwd=db.parent) as server, browser(1100, 800) as driver:
             for path in screenshots(server, driver, args.out):
                 print(path)
     finally:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import uvicorn
 
 from ..cli_support.admin import shown
-from ..store import ObservationStore
+from ..engine import to_url
 from .app import Settings, create_app
 from .guard import Keys, allowed_host_names
 from .opening import open_for_page
@@ -44,11 +44,10 @@ def page_url(host: str, port: int, token: str | None) -> str:
     return f"http://{name}:{port}/" + (f"?token={token}" if token else "")
 
 
-def settings_for(
-    store: ObservationStore, *, command: str, host: str | None, port: int, allow_release: bool
-) -> Settings:
-    """Return the settings of a server of ``store`` listening on ``host`` (``None``: loopback)."""
-    database = shown(store.url)
+def settings_for(target: str, *, command: str, host: str | None, port: int, allow_release: bool) -> Settings:
+    """Return the settings of a server of the store at ``target`` on ``host`` (``None``: loopback)."""
+    # The store as given, not the read-only URL it was opened with.
+    database = shown(to_url(target))
     return Settings(
         database=database,
         command=(*shlex.split(command), "--db", database),
@@ -74,7 +73,7 @@ def serve(
         with sock:
             bound_port = sock.getsockname()[1]
             settings = settings_for(
-                store, command=command, host=host, port=bound_port, allow_release=allow_release
+                target, command=command, host=host, port=bound_port, allow_release=allow_release
             )
             mode = "releases allowed" if allow_release else "read-only"
             echo(f"serving {settings.database} ({mode}) at:")

@@ -61,7 +61,7 @@ class FoldedText:
 
 def fold(text: str) -> FoldedText:
     """Cut ``text`` into a visible head, a fold of up to ``SHOWN_CHARS``, and the rest left out."""
-    lines = text.count("\n") + 1
+    lines = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
     head_end = min(len(text), HEAD_CHARS)
     newline = -1
     for _ in range(HEAD_LINES):
