@@ -164,19 +164,31 @@ def test_there_is_no_release_button_without_allow_release(
     console_errors(driver)  # the 403 itself is logged
 
 
+def wait_for_text(driver: Any, selector: str, text: str) -> None:
+    """Wait (up to 30 s) until the element at ``selector`` shows ``text``: a click's navigation has ended."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = driver.find_elements("css selector", selector)
+        if (
+            found
+            and text in found[0].text
+            and driver.execute_script("return document.readyState") == "complete"
+        ):
+            return
+        assert time.monotonic() < deadline, (selector, text, driver.current_url)
+        time.sleep(0.05)
+
+
 def test_the_release_button_releases_with_allow_release(
     driver: Any, releasing: Server, tmp_path: Path
 ) -> None:
     load(driver, releasing.page("/observation", session=PLOTS, cell="chart", gen=0))
     driver.find_element("link text", "Release…").click()
-    load(driver, driver.current_url)
+    wait_for_text(driver, "h1", "Release generation 0")
     driver.save_screenshot(str(tmp_path / "release-confirm.png"))
-    assert "Release generation 0" in driver.find_element("tag name", "h1").text
     driver.find_element("id", "confirm").click()
-    load(driver, driver.current_url)
+    wait_for_text(driver, "main", "Released: the payload was dropped")
     driver.save_screenshot(str(tmp_path / "released.png"))
-    main = driver.find_element("tag name", "main").text
-    assert "Released: the payload was dropped" in main
     assert driver.find_element("css selector", ".fields .state").text == "released"
     assert driver.find_elements("css selector", "img.payload") == []
     assert console_errors(driver) == []

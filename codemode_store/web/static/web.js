@@ -21,13 +21,18 @@
     var seconds = Number(main.getAttribute("data-refresh")) || 2;
     var toggle = document.getElementById("auto-refresh");
     var status = document.getElementById("refresh-status");
-    var busy = false;
 
     function say(text) { if (status) { status.textContent = text; } }
 
+    // A page that is slow to make (a sessions page summing huge sessions) is asked
+    // for less often: never more than a tenth of the time goes to refreshing it.
+    var wait = seconds * 1000;
+
+    function later() { window.setTimeout(refresh, wait); }
+
     function refresh() {
-      if (busy || document.hidden || (toggle && !toggle.checked)) { return; }
-      busy = true;
+      if (document.hidden || (toggle && !toggle.checked)) { later(); return; }
+      var started = performance.now();
       fetch(window.location.href, { credentials: "same-origin", cache: "no-store", headers: { "Accept": "text/html" } })
         .then(function (response) {
           if (!response.ok) { throw new Error("HTTP " + response.status); }
@@ -43,13 +48,15 @@
             window.scrollTo(x, y);
           }
           say("updated " + new Date().toLocaleTimeString());
-          if (!document.querySelector(REFRESHING)) { window.clearInterval(timer); }
+          wait = Math.max(seconds * 1000, 10 * (performance.now() - started));
         })
         .catch(function (error) { say("not updated: " + error.message); })
-        .then(function () { busy = false; });
+        .then(function () {
+          if (document.querySelector(REFRESHING)) { later(); }  // one chain of timers, never two
+        });
     }
 
-    var timer = window.setInterval(refresh, seconds * 1000);
+    later();
   }
 
   if (document.readyState === "loading") {
