@@ -193,6 +193,25 @@ def test_serve_without_the_web_extra_says_how_to_install_it_in_one_line(tmp_path
     assert "Traceback" not in done.stderr
 
 
+def test_a_port_in_use_is_one_error_line(server: Server, db: Path) -> None:
+    port = str(urlsplit(server.base).port)
+    done = cli(["--db", str(db), "serve", "--port", port], code=1)
+    assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_a_postgresql_store_is_served_read_only(postgres_url: str) -> None:
+    with ObservationStore.open(postgres_url) as store:
+        s = store.session("pg-session")
+        s.create_cell("c")
+        s.begin("c", 0)
+        s.record("c", 0, Outcome.completed([TextItem("from PostgreSQL")]))
+    with Server(postgres_url) as server:
+        assert "read-only" in "\n".join(server.printed) and "***" in "\n".join(server.printed)
+        html = request(server, page("/observation", session="pg-session", cell="c")).text
+        assert "from PostgreSQL" in html
+        assert request(server, "/sessions.json").json()[0]["session_id"] == "pg-session"
+
+
 def test_the_base_install_never_imports_the_web_stack() -> None:
     code = (
         "import sys\n"
