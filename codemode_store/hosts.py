@@ -47,6 +47,7 @@ __all__ = [
     "claim",
     "end_lease",
     "fail_lost",
+    "host_info",
     "host_infos",
     "lost_text",
     "renew",
@@ -260,11 +261,14 @@ def fail_lost(db: Driver, now: int, host_id: str | None) -> int:
     return failed
 
 
+def host_info(row: Any) -> HostInfo:
+    """Return the HostInfo of a row of ``select_host_infos``."""
+    host_id, incarnation, expires, lost, pending = row
+    expires_at = from_micros(expires)
+    assert expires_at is not None
+    return HostInfo(host_id, int(incarnation), expires_at, not lost, int(pending or 0))
+
+
 def host_infos(db: Driver, now: int) -> list[HostInfo]:
     """Return every host id the store has seen, in host id order."""
-    result = []
-    for host_id, incarnation, expires, lost, pending in db.all(select_host_infos):
-        expires_at = from_micros(expires)
-        assert expires_at is not None
-        result.append(HostInfo(host_id, int(incarnation), expires_at, not lost, int(pending or 0)))
-    return result
+    return [host_info(row) for row in db.all(select_host_infos)]

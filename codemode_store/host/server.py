@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
-from ..errors import InvalidInput, StoreError
+from ..errors import HostFenced, InvalidInput, StoreError
 from ..observe import failure_text
 from ..store import ObservationStore
 from ..validation import is_encodable
@@ -86,6 +86,8 @@ class Host:
         self._session = store.session(session_id)
         self._runtime = runtime
         self._on_run = on_run
+        #: Set once the store's host id was taken over by another process: stop serving.
+        self.fenced: HostFenced | None = None
 
     @property
     def session_id(self) -> str:
@@ -107,6 +109,8 @@ class Host:
         except _Refused as refused:
             return {"id": request_id, "error": {"code": refused.code, "message": refused.message}}
         except StoreError as exc:
+            if isinstance(exc, HostFenced):
+                self.fenced = exc
             return {"id": request_id, "error": {"code": type(exc).__name__, "message": str(exc)}}
         except Exception as exc:  # a runtime's own failure must not stop the host
             return {"id": request_id, "error": {"code": RUNTIME_FAILURE, "message": failure_text(exc)}}
@@ -228,7 +232,8 @@ def serve(host: Host, requests: IO[bytes] | Iterable[bytes], answers: IO[bytes])
 
     Every line gets exactly one answer line, in order, except blank lines
     (nothing but spaces, tabs and carriage returns), which are skipped. A
-    stream is read with a bound on the line length (``MAX_LINE_BYTES``).
+    stream is read with a bound on the line length (``MAX_LINE_BYTES``). A
+    ``HostFenced`` answer is the last: the host stops serving.
     """
     count = 0
     for line in bounded_lines(requests):
@@ -237,4 +242,6 @@ def serve(host: Host, requests: IO[bytes] | Iterable[bytes], answers: IO[bytes])
         answers.write(host.handle_line(line).encode("ascii") + b"\n")
         answers.flush()
         count += 1
+        if host.fenced is not None:
+            break  # another process holds the host id now: this one must stop
     return count
