@@ -510,7 +510,7 @@ class Core:
     # -- faults ------------------------------------------------------------------------------------
 
     def wants(self, kind: str) -> bool:
-        if self.report.faults[kind] >= self.quota[kind] and kind not in self.fault_times:
+        if 0 < self.quota[kind] <= self.report.faults[kind] and kind not in self.fault_times:
             self.fault_times[kind] = round(time.monotonic() - self.started, 1)
         return not self.stopping and self.report.faults[kind] < self.quota[kind]
 
