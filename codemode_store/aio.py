@@ -41,7 +41,9 @@ from .calls import DEFAULT_FAIL_TEXT, Call, Op, run_call
 from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, to_url
 from .observation import CellSummary, Observation
 from .observe import AsyncRun
+from .operator_log import Availability, recovered
 from .store import DEFAULT_MAX_PAYLOAD_BYTES, ObservationStore, check_open_options
+from .telemetry import check_telemetry, instrument
 from .translate import DRIVER_ERRORS, translate
 from .validation import check_identifier
 from .wire import Outcome
@@ -58,8 +60,16 @@ class AsyncObservationStore:
     store among the tasks of one loop, not among loops.
     """
 
-    def __init__(self, engine: AsyncEngine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        telemetry: bool = True,
+    ) -> None:
         """Wrap an async engine whose schema is already at head; prefer :meth:`open`."""
+        self._telemetry = instrument(engine.url, telemetry)
+        self._availability = Availability(engine.url)
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self.max_payload_bytes = max_payload_bytes
@@ -72,15 +82,18 @@ class AsyncObservationStore:
         durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        telemetry: bool = True,
     ) -> OpeningStore:
         """Open the store at a path or URL: ``await`` the result, or use it in ``async with``.
 
-        The options are those of ``ObservationStore.open``. SQLite runs through
-        aiosqlite, PostgreSQL through psycopg 3 (``codemode-store[async]``).
+        The options are those of ``ObservationStore.open``, ``telemetry`` too.
+        SQLite runs through aiosqlite, PostgreSQL through psycopg 3
+        (``codemode-store[async]``).
         """
 
         async def opening() -> AsyncObservationStore:
             check_open_options(max_payload_bytes, busy_timeout)
+            check_telemetry(telemetry)
             target = to_url(url)
             # The sync front end's own open makes the file (0600, WAL) and the
             # schema; in a thread, so a migration or a held lock leaves the loop free.
@@ -90,10 +103,11 @@ class AsyncObservationStore:
                 durability=durability,
                 max_payload_bytes=max_payload_bytes,
                 busy_timeout=busy_timeout,
+                telemetry=False,
             )
             sync_store.close()
             engine = build_async_engine(target, durability=durability, busy_timeout=float(busy_timeout))
-            return cls(engine, max_payload_bytes=max_payload_bytes)
+            return cls(engine, max_payload_bytes=max_payload_bytes, telemetry=telemetry)
 
         return OpeningStore(opening)
 
@@ -109,14 +123,22 @@ class AsyncObservationStore:
 
     async def run(self, call: Call[T] | Op[T]) -> T:
         """Run a prepared call in one transaction (a write one if the call writes)."""
+        if self._telemetry is not None:
+            return await self._telemetry.run_async(self._run, call)
+        return await self._run(call)
+
+    async def _run(self, call: Call[T] | Op[T]) -> T:
         engine = self._engine if call.writes else self._reader
         try:
             async with engine.connect() as conn:
                 # The sync front end's own transaction code, on the async driver's adapter.
-                return await conn.run_sync(run_call, call)
+                result = await conn.run_sync(run_call, call)
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error (see ObservationStore.run).
-            raise translate(exc, **call.key) from exc
+            raise self._availability.failed(translate(exc, **call.key)) from exc
+        if self._availability.down:
+            self._availability.back()
+        return result
 
     async def close(self) -> None:
         """Release every pooled connection; the store is not used afterwards."""
@@ -146,7 +168,9 @@ class AsyncObservationStore:
 
     async def fail_pending(self, error_text: str = DEFAULT_FAIL_TEXT) -> int:
         """Turn every pending observation into ``failed``; return how many."""
-        return await self.run(calls.fail_pending(error_text, self.max_payload_bytes))
+        count = await self.run(calls.fail_pending(error_text, self.max_payload_bytes))
+        recovered(self.url, count)
+        return count
 
     async def end_session(self, session_id: str) -> int:
         """Delete every row of a session; return how many observations went (0 if unknown)."""

@@ -38,7 +38,9 @@ from .errors import DatabaseError, InvalidInput, StoreError
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
 from .observe import Run
+from .operator_log import Availability, recovered
 from .progress import Progress
+from .telemetry import check_telemetry, instrument
 from .translate import DRIVER_ERRORS, errors_of_database, translate
 from .validation import check_identifier
 from .wire import Outcome
@@ -67,8 +69,12 @@ def check_open_options(max_payload_bytes: object, busy_timeout: object) -> None:
 class ObservationStore:
     """The durable memory of a code-mode host: open it with :meth:`open`."""
 
-    def __init__(self, engine: Engine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+    def __init__(
+        self, engine: Engine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, telemetry: bool = True
+    ) -> None:
         """Wrap an engine whose schema is already at head; prefer :meth:`open`."""
+        self._telemetry = instrument(engine.url, telemetry)
+        self._availability = Availability(engine.url)
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._writers = IdleConnections(engine)
@@ -87,6 +93,7 @@ class ObservationStore:
         durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        telemetry: bool = True,
     ) -> ObservationStore:
         """Open the store at a path or SQLAlchemy URL, creating or upgrading its schema.
 
@@ -95,9 +102,13 @@ class ObservationStore:
         ``"normal"`` trades the last commits before a power cut for speed
         (never corruption); ``max_payload_bytes`` caps one stored payload;
         ``busy_timeout`` is how many seconds a writer waits for a lock (SQLite's
-        busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``.
+        busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``;
+        ``telemetry=False`` keeps the store from emitting OpenTelemetry spans
+        and metrics, which it does whenever ``opentelemetry-api`` is installed
+        (see ``codemode_store.telemetry``).
         """
         check_open_options(max_payload_bytes, busy_timeout)
+        check_telemetry(telemetry)
         engine = build_engine(to_url(url), durability=durability, busy_timeout=float(busy_timeout))
         try:
             with errors_of_database():
@@ -105,7 +116,7 @@ class ObservationStore:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, max_payload_bytes=max_payload_bytes)
+        return cls(engine, max_payload_bytes=max_payload_bytes, telemetry=telemetry)
 
     @property
     def engine(self) -> Engine:
@@ -123,6 +134,11 @@ class ObservationStore:
         The calls come from ``codemode_store.calls``; a driver error becomes a
         ``StoreError`` naming the call's key.
         """
+        if self._telemetry is not None:
+            return self._telemetry.run(self._run, call)
+        return self._run(call)
+
+    def _run(self, call: Call[T] | Op[T]) -> T:
         connections = self._writers if call.writes else self._readers
         try:
             conn, driver = connections.take()
@@ -138,11 +154,13 @@ class ObservationStore:
                 connections.drop(conn, driver)
                 raise
             connections.give(conn, driver)
+            if self._availability.down:
+                self._availability.back()
             return result
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error: the call's key is
             # built only when a message needs it.
-            raise translate(exc, **call.key) from exc
+            raise self._availability.failed(translate(exc, **call.key)) from exc
 
     def read(self, work: Callable[[Connection], T], *, session_id: str | None = None) -> T:
         """Run ``work(conn)`` in one read transaction (see ``transactions.Transactions``)."""
@@ -188,7 +206,9 @@ class ObservationStore:
 
         A host calls this on start, so no generation stays pending after a restart.
         """
-        return self.run(calls.fail_pending(error_text, self.max_payload_bytes))
+        count = self.run(calls.fail_pending(error_text, self.max_payload_bytes))
+        recovered(self.url, count)
+        return count
 
     def end_session(self, session_id: str) -> int:
         """Delete every row of a session; return how many observations went (0 if unknown)."""
