@@ -268,7 +268,9 @@ def test_payload_text_never_logged(store: Any, caplog: pytest.LogCaptureFixture)
 
 
 @pytest.mark.postgres
-def test_an_outage_is_logged_when_it_starts_and_ends(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_outage_is_logged_when_it_starts_and_ends(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="codemode_store")
     target = make_url(postgres_url)
     proxy = TcpProxy(str(target.host), int(target.port or 5432)).start()
