@@ -183,6 +183,26 @@ def test_recovery_is_counted_and_logged(otel: Otel, store: Any, caplog: pytest.L
     assert all(SECRET not in record.getMessage() for record in caplog.records)
 
 
+def test_a_store_opened_before_the_sdk_emits_once_it_is_installed(store_url: str) -> None:
+    _reset_globals()
+    with ObservationStore.open(store_url) as store:
+        telemetry = store._telemetry
+        assert telemetry is not None and not telemetry.live()
+        store.session("s").create_cell("before")
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(provider)
+        try:
+            store.session("s").create_cell("after")
+            assert telemetry.live()
+            assert [span.name for span in spans.get_finished_spans()] == ["codemode_store.create_cell"]
+            assert (spans.get_finished_spans()[0].attributes or {})["codemode_store.cell_id"] == "after"
+        finally:
+            provider.shutdown()
+            _reset_globals()
+
+
 def test_telemetry_false_emits_nothing(otel: Otel, store_url: str, front_end: str) -> None:
     from support.async_adapter import BlockingStore
 
