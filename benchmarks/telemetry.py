@@ -10,6 +10,9 @@ what a host that never configured OpenTelemetry pays (the bar: at most 3%
 over ``telemetry=False``). With ``--sdk`` the SDK's tracer provider (spans
 recorded, none exported) and meter provider (an in-memory reader) are
 installed first: what an instrumented host pays before its exporter.
+Then ``--reads`` ``get`` calls per round on two stores, telemetry on and
+off: a read has no fsync, so the call's own overhead shows there, where the
+host loop's rounds at ``full`` are mostly the disk's time.
 """
 
 from __future__ import annotations
@@ -98,6 +101,38 @@ def measure(cells_per_round: int, rounds: int, twin: bool = False) -> Rounds:
         return alternate(runs, rounds)
 
 
+def measure_reads(calls: int, rounds: int) -> Rounds:
+    """Return the seconds of ``calls`` ``get`` calls per round, telemetry on and off.
+
+    A read takes no fsync and no lock: the call's own overhead shows, where a
+    host loop round at ``full`` is mostly the disk's time.
+    """
+    with tempfile.TemporaryDirectory(prefix="cms-otel-") as tmp:
+        stores = {
+            name: ObservationStore.open(Path(tmp) / f"{name}.db", durability="normal", telemetry=on)
+            for name, on in (("get_off", False), ("get_on", True))
+        }
+        try:
+            runs: dict[str, Callable[[], object]] = {}
+            for name, store in stores.items():
+                session = store.session("s")
+                session.create_cell("c")
+                session.begin("c", 0)
+                session.record("c", 0, HostPayloads.build().yielded)
+
+                def run(session: Any = session) -> None:
+                    for _ in range(calls):
+                        session.get("c", 0)
+
+                runs[name] = run
+            for run in runs.values():
+                run()
+            return alternate(runs, rounds)
+        finally:
+            for store in stores.values():
+                store.close()
+
+
 def _paired(times: Rounds, over: str, under: str) -> float:
     """Median of the round-by-round ratios: load drifts between rounds, not within one."""
     return median([a / b for a, b in zip(times[over], times[under], strict=True)])
@@ -123,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.telemetry", description=description)
     parser.add_argument("--cells", type=int, default=100, help="cells per round (default 100)")
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds (default 15)")
+    parser.add_argument("--reads", type=int, default=500, help="get calls per round (default 500)")
     parser.add_argument("--sdk", action="store_true", help="install the SDK's providers first")
     parser.add_argument(
         "--twin", action="store_true", help="add a second telemetry=False store: the noise (twin/off)"
@@ -131,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sdk:
         install_sdk()
     times = measure(args.cells, args.rounds, args.twin)
+    reads = measure_reads(args.reads, args.rounds * 2)
     providers = "SDK (spans recorded, not exported; metrics in memory)" if args.sdk else "API only, no SDK"
     print(f"host loop, {args.cells} cells x {args.rounds} rounds; providers: {providers}")
     table = ratios(times)
@@ -142,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         on = args.cells / median(times[f"on_{durability}"])
         shown = " | ".join(str(figures[label]) for label in labels)
         print(f"| {durability} | {shown} | {off:.0f} | {on:.0f} |")
+    per_call = {name: median(values) / args.reads * 1e6 for name, values in reads.items()}
+    print(
+        f"get ({args.reads} calls x {args.rounds * 2} rounds, durability=normal): on/off"
+        f" {_paired(reads, 'get_on', 'get_off'):.3f}; {per_call['get_on']:.2f} µs on,"
+        f" {per_call['get_off']:.2f} µs off"
+    )
     return 0
 
 
