@@ -21,6 +21,7 @@ TINY = [
     "--processes", "2",
     "--contention-cells", "3",
     "--pg-cells", "2",
+    "--lease-intervals", "6",
 ]  # fmt: skip
 
 
@@ -46,6 +47,7 @@ def test_a_tiny_run_prints_the_table_and_writes_json_with_no_errors(
         "begin (replay), 300 rows",
         "record + get, 4 KB",
         "PostgreSQL host loop",
+        "lease renewal, sqlite",
     )
     for expected in (*expected_workloads, "open", "contention", "CLI --version", "CLI cells --limit 50"):
         assert expected in workloads
