@@ -45,7 +45,7 @@ from .hosts import HostInfo
 from .lease_keeper import RENEWALS_PER_LEASE, LeaseTask
 from .observation import CellSummary, Observation
 from .observe import AsyncRun
-from .operator_log import Availability, recovered
+from .operator_log import OperatorLog
 from .store import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -78,7 +78,7 @@ class AsyncObservationStore:
     ) -> None:
         """Wrap an async engine whose schema is already at head; prefer :meth:`open`."""
         self._telemetry = instrument(engine.url, telemetry)
-        self._availability = Availability(engine.url)
+        self._log = OperatorLog(engine.url)
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self.max_payload_bytes = max_payload_bytes
@@ -144,12 +144,18 @@ class AsyncObservationStore:
         incarnation, recovered = await self.run(calls.claim_host(host_id, lease_seconds))
         self.incarnation, self.recovered = incarnation, recovered
         self.host_id = host_id
+        self._log.claimed(host_id, incarnation, recovered)
         self.lease_seconds = lease_seconds
         self._lease = LeaseTask(self._renew_lease, lease_seconds / RENEWALS_PER_LEASE)
 
     async def _renew_lease(self) -> bool:
         owner = self.owner
-        return owner is not None and await self.run(calls.renew_lease(owner))
+        if owner is None:
+            return False
+        if not await self.run(calls.renew_lease(owner)):
+            self._log.fenced(*owner)
+            return False
+        return True
 
     @property
     def owner(self) -> Owner:
@@ -180,11 +186,14 @@ class AsyncObservationStore:
             async with engine.connect() as conn:
                 # The sync front end's own transaction code, on the async driver's adapter.
                 result = await conn.run_sync(run_call, call)
+        except StoreError as exc:
+            self._log.failed(exc)
+            raise
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error (see ObservationStore.run).
-            raise self._availability.failed(translate(exc, **call.key)) from exc
-        if self._availability.down:
-            self._availability.back()
+            raise self._log.failed(translate(exc, **call.key)) from exc
+        if self._log.down:
+            self._log.back()
         return result
 
     async def close(self) -> None:
@@ -221,9 +230,9 @@ class AsyncObservationStore:
 
     async def fail_pending(self, error_text: str = DEFAULT_FAIL_TEXT) -> int:
         """Fail the pending observations no live host is running; return how many (docs/several-hosts.md)."""
-        count = await self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
-        recovered(self.url, count)
-        return count
+        recovered = await self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+        self._log.recovered(recovered, self.host_id)
+        return recovered.total
 
     async def hosts(self) -> list[HostInfo]:
         """Return every host id the store has seen: incarnation, lease, live or lost, pending count."""

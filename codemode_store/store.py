@@ -47,7 +47,7 @@ from .lease_keeper import RENEWALS_PER_LEASE, LeaseThread
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
 from .observe import Run
-from .operator_log import Availability, recovered
+from .operator_log import OperatorLog
 from .progress import Progress
 from .telemetry import check_telemetry, instrument
 from .translate import DRIVER_ERRORS, errors_of_database, translate
@@ -94,7 +94,7 @@ class ObservationStore:
     ) -> None:
         """Wrap an engine whose schema is already at head; prefer :meth:`open`."""
         self._telemetry = instrument(engine.url, telemetry)
-        self._availability = Availability(engine.url)
+        self._log = OperatorLog(engine.url)
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._writers = IdleConnections(engine)
@@ -164,6 +164,7 @@ class ObservationStore:
         incarnation, recovered = self.run(calls.claim_host(host_id, lease_seconds))
         self.incarnation, self.recovered = incarnation, recovered
         self.host_id = host_id
+        self._log.claimed(host_id, incarnation, recovered)
         self.lease_seconds = lease_seconds
         self._lease = LeaseThread(
             self._renew_lease, lease_seconds / RENEWALS_PER_LEASE, f"codemode-store-lease-{host_id}"
@@ -173,7 +174,12 @@ class ObservationStore:
 
     def _renew_lease(self) -> bool:
         owner = self.owner
-        return owner is not None and self.run(calls.renew_lease(owner))
+        if owner is None:
+            return False
+        if not self.run(calls.renew_lease(owner)):
+            self._log.fenced(*owner)
+            return False
+        return True
 
     @property
     def owner(self) -> Owner:
@@ -213,18 +219,19 @@ class ObservationStore:
                     connections.drop(conn, driver)
                 else:
                     connections.give(conn, driver)  # a rule's answer: the transaction was rolled back
+                self._log.failed(exc)
                 raise
             except BaseException:
                 connections.drop(conn, driver)
                 raise
             connections.give(conn, driver)
-            if self._availability.down:
-                self._availability.back()
+            if self._log.down:
+                self._log.back()
             return result
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error: the call's key is
             # built only when a message needs it.
-            raise self._availability.failed(translate(exc, **call.key)) from exc
+            raise self._log.failed(translate(exc, **call.key)) from exc
 
     def read(self, work: Callable[[Connection], T], *, session_id: str | None = None) -> T:
         """Run ``work(conn)`` in one read transaction (see ``transactions.Transactions``)."""
@@ -285,9 +292,9 @@ class ObservationStore:
         way, the rows of lost hosts (``"host H lost: ..."``), never a live
         host's (docs/several-hosts.md).
         """
-        count = self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
-        recovered(self.url, count)
-        return count
+        recovered = self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+        self._log.recovered(recovered, self.host_id)
+        return recovered.total
 
     def hosts(self) -> list[HostInfo]:
         """Return every host id the store has seen: incarnation, lease, live or lost, pending count."""

@@ -35,6 +35,7 @@ from . import operations as ops
 from .calls import Call, Op
 from .driver import Driver, Statement
 from .errors import InvalidInput, StoreError
+from .hosts import RESTARTED_PAYLOAD, Recovered, lost_text
 from .observation import Observation
 from .payload import PreparedPayload
 from .schema import observations
@@ -381,6 +382,13 @@ class _Facts:
         self.recovered = 0
 
 
+def _recovery_bytes(result: Recovered, payload: PreparedPayload, host_id: str | None) -> int:
+    """Return the bytes of the failure texts a ``fail_pending`` stored (each set has its own text)."""
+    own = payload.size if host_id is None else RESTARTED_PAYLOAD.size
+    lost = sum(count * len(lost_text(lost_id).encode("utf-8")) for lost_id, count in result.lost.items())
+    return result.own * own + lost
+
+
 def _facts(name: str, call: Call[Any] | Op[Any], measured: _Measured | None, result: Any) -> _Facts:
     facts = _Facts()
     if measured is not None:
@@ -398,10 +406,14 @@ def _facts(name: str, call: Call[Any] | Op[Any], measured: _Measured | None, res
     if name in ("record", "fail") and payload is not None:
         facts.recorded = payload.size
         facts.attributes[ATTRIBUTE_PAYLOAD_BYTES] = payload.size
-    elif name == "fail_pending" and isinstance(result, int) and payload is not None:
-        facts.recovered = result
-        facts.recorded = result * payload.size
-        facts.attributes[ATTRIBUTE_ROWS] = result
+    elif name == "fail_pending" and isinstance(result, Recovered) and payload is not None:
+        facts.recovered = result.total
+        facts.recorded = _recovery_bytes(result, payload, call.args[call.keyed + 1])
+        facts.attributes[ATTRIBUTE_ROWS] = result.total
+    elif name == "claim" and isinstance(result, tuple):
+        facts.recovered = result[1]  # (incarnation, generations of earlier incarnations failed)
+        facts.recorded = result[1] * RESTARTED_PAYLOAD.size
+        facts.attributes[ATTRIBUTE_ROWS] = result[1]
     elif name == "end_session" and isinstance(result, int):
         facts.attributes[ATTRIBUTE_ROWS] = result
     elif name == "release" and isinstance(result, bool):

@@ -12,6 +12,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,13 @@ from sqlalchemy import make_url
 
 from benchmarks.tcp_proxy import TcpProxy
 from codemode_store import ObservationStore, Outcome, TextItem
-from codemode_store.errors import AlreadyReleased, DatabaseUnavailable, FutureGeneration, InvalidInput
+from codemode_store.errors import (
+    AlreadyReleased,
+    DatabaseUnavailable,
+    FutureGeneration,
+    HostFenced,
+    InvalidInput,
+)
 
 pytestmark = pytest.mark.front_ends()
 
@@ -178,9 +185,68 @@ def test_recovery_is_counted_and_logged(otel: Otel, store: Any, caplog: pytest.L
     warnings = [r for r in caplog.records if r.name == "codemode_store" and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "recovery failed 2 pending generations" in warnings[0].getMessage()
+    assert "2 begun without a host id" in warnings[0].getMessage()
     assert store.fail_pending() == 0
     assert len([r for r in caplog.records if r.name == "codemode_store"]) == 1
     assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == "codemode_store" and r.levelno == logging.WARNING
+    ]
+
+
+def test_recovery_says_whose_generations_it_failed(
+    otel: Otel, store_url: str, front_end: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from support.async_adapter import BlockingStore
+
+    opener = BlockingStore if front_end == "async" else ObservationStore
+    caplog.set_level(logging.DEBUG, logger="codemode_store")
+    # Host "w" leaves one generation pending, then a new incarnation of it opens.
+    first = opener.open(store_url, host_id="w")
+    first.session("s").create_cell("c")
+    first.session("s").begin("c", 0)
+    with opener.open(store_url, host_id="w") as second:
+        # The first process, fenced, is told so once, however often it tries.
+        for _ in range(2):
+            with pytest.raises(HostFenced):
+                first.session("s").begin("c", 1)
+        # Host "gone" leaves one pending and closes (its lease ends: lost at once).
+        with opener.open(store_url, host_id="gone") as gone:
+            gone.session("s").create_cell("g")
+            gone.session("s").begin("g", 0)
+        second.session("s").create_cell("mine")
+        assert second.fail_pending(SECRET) == 1
+    first.close()
+    with opener.open(store_url) as anonymous:
+        anonymous.session("t").create_cell("x")
+        anonymous.session("t").begin("x", 0)
+        assert anonymous.fail_pending(SECRET) == 1
+    claimed, fenced, lost, own = _warnings(caplog)
+    assert "recovery failed 1 pending generation on" in claimed
+    assert "host 'w' (now incarnation 2) had left them pending" in claimed
+    assert "host 'w' incarnation 1" in fenced and "fenced" in fenced and "must stop" in fenced
+    assert "(1 of lost host 'gone')" in lost
+    assert "(1 begun without a host id)" in own
+    assert otel.total("codemode_store.recovery.failed") == 3
+    assert otel.total("codemode_store.operation.refusals", **{"error.type": "HostFenced"}) == 2
+    assert all(SECRET not in message for message in _warnings(caplog))
+
+
+def test_a_fenced_host_is_told_by_its_lease_renewal(store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="codemode_store")
+    with (
+        ObservationStore.open(store_url, host_id="w", lease_seconds=0.06) as first,
+        ObservationStore.open(store_url, host_id="w"),
+    ):
+        deadline = time.monotonic() + 10
+        while not _warnings(caplog) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first store renews every 20 ms
+        assert len(_warnings(caplog)) == 1
+        assert "host 'w' incarnation 1" in _warnings(caplog)[0]
+        assert first.incarnation == 1
 
 
 def test_a_store_opened_before_the_sdk_emits_once_it_is_installed(store_url: str) -> None:
