@@ -99,7 +99,7 @@ METRIC_RECOVERED = "codemode_store.recovery.failed"
 _GLOBALS = ("_TRACER_PROVIDER", "_METER_PROVIDER")
 
 #: Functions that run an operation under another name than the operation's.
-_RENAMED = {"_record_stored": "record", "_fail_stored": "fail"}
+_RENAMED = {"_record_stored": "record", "_fail_stored": "fail", "renew": "renew_lease", "host_infos": "hosts"}
 
 _o = observations.c
 #: A generation's payload size while it still holds its payload (what releasing it drops).
