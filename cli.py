@@ -1129,6 +1129,60 @@ def _invocation() -> str:
     return shlex.quote(os.path.abspath(script))
 
 
+@contextlib.contextmanager
+def _listening(host: str | None, port: int) -> Iterator[None]:
+    """Turn a socket that cannot be bound (a port in use, an unknown host) into one error line."""
+    try:
+        yield
+    except OSError as exc:
+        where = f"{host or '127.0.0.1'}:{port}"
+        raise StoreFailure(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+
+
+#: The extra that ``serve`` needs, and the modules it brings.
+WEB_EXTRA_MODULES = ("starlette", "uvicorn", "jinja2", "markupsafe")
+
+
+@main.command(short_help="Serve a web page of the store for people.")
+@click.option(
+    "--port", type=WholeNumber(0, 65535, "a port"), default=8765, show_default=True, help="0: any free port."
+)
+@click.option(
+    "--host", metavar="HOST", help="Listen on HOST instead of 127.0.0.1 (then a token is required)."
+)
+@click.option("--allow-release", is_flag=True, help="Offer release and end-session buttons (else read-only).")
+@_db_after_command
+def serve(port: int, host: str | None, allow_release: bool) -> None:
+    """Serve a web page of the store: sessions, cells, histories, payloads with images drawn.
+
+    Listens on 127.0.0.1 only, unless --host is given: then every visitor needs
+    the token in the URL printed at start. The store is opened read-only unless
+    --allow-release. Needs the web extra: pip install 'codemode-store[web]'.
+
+    \b
+    Example:
+      codemode-store --db host.db serve --port 8765
+    """
+    try:
+        from codemode_store.web.server import serve as run
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in WEB_EXTRA_MODULES:
+            raise
+        raise StoreFailure(
+            f"serve needs the web extra ({missing} is not installed): pip install 'codemode-store[web]'"
+        ) from exc
+    with _naming_the_database(), _listening(host, port):
+        run(
+            _target(),
+            port=port,
+            host=host,
+            allow_release=allow_release,
+            echo=click.echo,
+            command=_invocation(),
+        )
+
+
 # -- moving a store: copy, backup, export, import --------------------------------------------------------
 
 

@@ -264,7 +264,10 @@ def test_export_then_import_rebuilds_the_session_exactly(
 ) -> None:
     data = exported(source)
     report = import_session(store, io.BytesIO(data))
-    assert report.counts == {"cells": 7, "observations": 8}
+    assert {table: count for table, count in report.counts.items() if count} == {
+        "cells": 7,
+        "observations": 8,
+    }
     assert rows(store) == of_sessions(rows(source), "s1")
     check_rules_hold(store, source)
     with pytest.raises(SessionConflict):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # they import SQLAlchemy, which `display` must not load for t
 
 __all__ = [
     "CELL_COLUMNS",
+    "CONTROL_CHARACTERS",
     "HISTORY_COLUMNS",
     "HOST_COLUMNS",
     "SESSION_COLUMNS",
@@ -58,6 +59,8 @@ _CONTROLS = (
     # Lone surrogates (a file name that is not UTF-8): no terminal can print them.
     "\ud800-\udfff"
 )
+#: The characters :func:`escape` writes as escapes (besides newline and tab), as a regex class body.
+CONTROL_CHARACTERS = _CONTROLS
 _UNSAFE_IN_TEXT = re.compile(f"[{_CONTROLS}]")
 _UNSAFE_IN_LINE = re.compile(f"[\t\n{_CONTROLS}]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\b": "\\b"}

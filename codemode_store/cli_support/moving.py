@@ -51,8 +51,8 @@ def backup_text(report: BackupReport) -> str:
     check = report.check
     return (
         f"backed up into {report.destination} ({report.method}): {report.file_bytes:,} bytes "
-        f"in {report.seconds:.1f} s\nchecked: quick check ok, {check.payloads:,} payload(s) "
-        f"re-hashed ({check.payload_bytes:,} bytes), none corrupt"
+        f"in {report.copy_seconds:.1f} s\nchecked: quick check ok, {check.payloads:,} payload(s) "
+        f"re-hashed ({check.payload_bytes:,} bytes), none corrupt, in {report.check_seconds:.1f} s"
     )
 
 

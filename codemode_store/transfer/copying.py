@@ -128,7 +128,7 @@ def copy_to(
                 raise InvalidInput(
                     f"the target {shown(url)} is the source store itself: name another database"
                 )
-            return _copy(reader, source, opened, sessions, progress)
+            return _copy(reader, source, opened, sessions, progress, whole=wanted is None)
         finally:
             opened.close()
 
@@ -149,7 +149,7 @@ def copy_sessions(
     with snapshot(source.engine, shown(source.url)) as reader:
         with naming(f"the source {shown(source.url)}"):
             sessions = _chosen(reader, wanted)
-        return _copy(reader, source, target, sessions, progress)
+        return _copy(reader, source, target, sessions, progress, whole=wanted is None)
 
 
 def _checked_names(session_ids: Sequence[str] | None) -> list[str] | None:
@@ -204,6 +204,8 @@ def _copy(
     target: ObservationStore,
     sessions: list[str],
     progress: CopyProgress | None,
+    *,
+    whole: bool,
 ) -> CopyReport:
     where = f"the target {shown(target.url)}"
     with naming(where):
@@ -239,6 +241,11 @@ def _copy(
     if progress is not None:
         progress(state)
     copier = _SessionCopier(reader, f"the source {shown(source.url)}", state, progress)
+    if whole:
+        # A whole store: every row of the store-wide tables (a host id that
+        # began nothing yet too), those the target lacks, before the sessions.
+        with naming(where):
+            target.write(copier.copy_shared)
     for session_id in todo:
         with naming(where):
             target.write(lambda conn, s=session_id: copier.copy(conn, s), session_id=session_id)  # type: ignore[misc]
@@ -260,6 +267,16 @@ class _SessionCopier:
         self.source = source
         self.state = state
         self.progress = progress
+
+    def copy_shared(self, conn: Connection) -> None:
+        """Write every row of the store-wide tables that the target lacks."""
+        for shared in tables.shared_tables():
+            with naming(self.source):
+                found = shared.every_row(self.reader)
+            present = shared.present(conn, [row[shared.key.name] for row in found])
+            missing = [row for row in found if row[shared.key.name] not in present]
+            if missing:
+                conn.execute(insert(shared.table), missing)
 
     def copy(self, conn: Connection, session_id: str) -> None:
         """Write every row of ``session_id`` through ``conn`` (one transaction of the target)."""
@@ -288,6 +305,7 @@ class _SessionCopier:
                 )
                 if self.progress is not None:
                     self.progress(self.state)
+                del batch  # before the next one is fetched: one batch of payloads at a time
         sent = self.state.rows_done - rows_before
         written = sum(
             int(conn.execute(spec.count, {"p_session": session_id}).scalar_one())
@@ -309,3 +327,4 @@ def _guarded(batches: Iterator[list[dict[str, Any]]], side: str) -> Iterator[lis
         if batch is None:
             return
         yield batch
+        batch = None  # let the caller drop it before the next one is fetched

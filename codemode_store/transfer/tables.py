@@ -112,8 +112,9 @@ class SessionTable:
                 bounds = {"p_session": session_id}
                 bounds.update({f"p_from_{c.name}": v for c, v in zip(self.keys, first, strict=True)})
                 bounds.update({f"p_to_{c.name}": v for c, v in zip(self.keys, last, strict=True)})
-                query = self.metadata_chunk if metadata_only else self.chunk
-                yield [dict(row) for row in conn.execute(query, bounds).mappings()]
+                result = conn.execute(self.metadata_chunk if metadata_only else self.chunk, bounds)
+                names = tuple(result.keys())
+                yield [dict(zip(names, row, strict=True)) for row in result]
             after = tuple(keys[-1][: len(self.keys)])
 
 
@@ -183,6 +184,10 @@ class SharedTable:
             return []
         query = select(*self.table.c).where(self.key.in_(list(keys))).order_by(self.key)
         return [dict(row) for row in conn.execute(query).mappings()]
+
+    def every_row(self, conn: Connection) -> list[Row]:
+        """Return every row of the table (a whole-store copy takes them all)."""
+        return [dict(row) for row in conn.execute(select(*self.table.c).order_by(self.key)).mappings()]
 
     def present(self, conn: Connection, keys: Sequence[Any]) -> set[Any]:
         """Return which of ``keys`` the table already holds."""
