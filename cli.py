@@ -734,7 +734,8 @@ def history(
 ) -> None:
     """Show every generation of one cell.
 
-    Per generation: state, kind, bytes, recorded and released times.
+    Per generation: state, kind, bytes, recorded and released times, and
+    the host that began it ("-": a store opened without a host id).
 
     \b
     Example:
@@ -831,6 +832,30 @@ def end_session(session_id: str, yes: bool) -> None:
     )
     deleted = store.end_session(session_id)
     click.echo(f"session {display.quoted(session_id)}: ended; {deleted} observation(s) deleted")
+
+
+@main.command()
+@_listing_options
+@_db_after_command
+def hosts(limit: int | None, output_format: str | None, as_json: bool) -> None:
+    """List the host ids that share the store, live or lost.
+
+    Per host id: its current incarnation, when its lease ends (the
+    database's clock), live or lost (its lease ended a lease period ago or
+    more, or it closed its store), and how many generations are pending
+    under it; ordered by host id. See docs/several-hosts.md.
+
+    \b
+    Example:
+      codemode-store --db postgresql+psycopg://db/store hosts
+      codemode-store --db host.db hosts --format json
+    """
+    from codemode_store.cli_support import display, inspection
+
+    chosen = _output_format(output_format, as_json)
+    found = inspection.iter_hosts(_open(), limit=limit)
+    keys = inspection.RECORD_KEYS[inspection.HostInfo]
+    _print_listing(found, chosen, display.HOST_COLUMNS, display.host_row, keys)
 
 
 @main.command()

@@ -183,8 +183,10 @@ def _is_replaceable(path: Path) -> bool:
         return False
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables <= {"cells", "observations", "alembic_version"}:
+        if not tables <= {"cells", "observations", "hosts", "alembic_version"}:
             return False
+        if "hosts" in tables and conn.execute("SELECT 1 FROM hosts").fetchone() is not None:
+            return False  # a host with an id used it: never the demo's
         if "cells" not in tables:
             return True
         sessions = {row[0] for row in conn.execute("SELECT DISTINCT session_id FROM cells")}

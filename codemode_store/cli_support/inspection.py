@@ -4,7 +4,8 @@ The query functions take an open :class:`ObservationStore` and only read.
 The listings (:func:`iter_sessions`, :func:`iter_cells`, :func:`iter_history`)
 stream: rows come from an iterating (server-side on PostgreSQL) cursor as they
 are read, in index order, so the first rows of a store with millions of
-observations come as fast as those of a small one. :func:`record` turns any of
+observations come as fast as those of a small one; :func:`iter_hosts` lists
+the host ids (docs/several-hosts.md). :func:`record` turns any of
 the values they return (and the store's own ``Observation`` and
 ``CellSummary``) into a JSON object with the stable keys listed in
 ``RECORD_KEYS`` (documented in docs/cli.md).
@@ -34,6 +35,7 @@ from sqlalchemy import (
 from .. import migrate, space
 from ..engine import READ_ONLY
 from ..errors import FutureGeneration, InvalidInput, UnknownCell
+from ..hosts import HostInfo, host_info, select_host_infos
 from ..jsonable import json_object
 from ..observation import CellSummary, Observation, ObservationState, from_micros
 from ..operations import to_cell_summary, to_observation
@@ -49,6 +51,7 @@ __all__ = [
     "CELL_STATES",
     "RECORD_KEYS",
     "CellSummary",
+    "HostInfo",
     "NoOutcome",
     "Observation",
     "SessionSummary",
@@ -56,6 +59,7 @@ __all__ = [
     "cell_ids",
     "iter_cells",
     "iter_history",
+    "iter_hosts",
     "iter_sessions",
     "observation",
     "record",
@@ -129,7 +133,9 @@ RECORD_KEYS: dict[type, tuple[str, ...]] = {
         "recorded_at",
         "released_at",
         "error_text",
+        "host_id",
     ),
+    HostInfo: ("host_id", "incarnation", "lease_expires_at", "live", "pending"),
     StoreStats: (
         "database",
         "backend",
@@ -151,7 +157,7 @@ RECORD_KEYS: dict[type, tuple[str, ...]] = {
 }
 
 
-def record(value: SessionSummary | CellSummary | Observation | StoreStats) -> dict[str, Any]:
+def record(value: SessionSummary | CellSummary | Observation | StoreStats | HostInfo) -> dict[str, Any]:
     """Return the JSON object of a value: its ``RECORD_KEYS``, times as ISO 8601 UTC (``json_object``)."""
     return json_object(value, RECORD_KEYS[type(value)])
 
@@ -332,6 +338,17 @@ def iter_history(
     known.close()
     for row in _stream(store, statement, params, session_id=session, cell_id=cell):
         yield to_observation(list(row), with_outcome=False)
+
+
+def iter_hosts(store: ObservationStore, *, limit: int | None = None) -> Iterator[HostInfo]:
+    """Yield every host id the store has seen, ordered by host id, as they are read.
+
+    ``live`` is judged by the database's clock, as recovery judges it.
+    """
+    params: dict[str, Any] = {}
+    statement = _limited(select_host_infos.clause, params, limit)  # type: ignore[arg-type]
+    for row in _stream(store, statement, params):
+        yield host_info(row)
 
 
 # -- ids for shell completion ------------------------------------------------------------
