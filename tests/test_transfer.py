@@ -77,6 +77,20 @@ def test_copy_round_trip_keeps_every_row_and_the_rules(
         check_rules_hold(middle, source)
 
 
+def test_a_target_at_an_older_revision_is_upgraded_then_filled(
+    source: ObservationStore, tmp_path: Path
+) -> None:
+    from codemode_store.migrate import HEAD_REVISION, current_revision, downgrade
+
+    with ObservationStore.open(tmp_path / "old.db") as old:
+        downgrade(old.engine, "0002")
+        assert current_revision(old.engine) == "0002"
+    copy_to(source, tmp_path / "old.db")
+    with ObservationStore.open(tmp_path / "old.db") as upgraded:
+        assert current_revision(upgraded.engine) == HEAD_REVISION
+        assert rows(upgraded) == rows(source)
+
+
 def test_a_rerun_skips_identical_sessions_and_refuses_differing_ones(
     source: ObservationStore, store_url: str
 ) -> None:
