@@ -957,9 +957,19 @@ def check(as_json: bool) -> None:
             click.echo(f"  {where}, generation {row.generation} ({row.state}): {row.reason}")
         if report.scan_error is not None:
             click.echo(f"  {display.escape(report.scan_error)}")
+        click.echo(f"rows         {len(report.damaged) or 'none'} damaged")
+        for damaged in report.damaged:
+            key = ", ".join(f"{name} {_key_value(value)}" for name, value in damaged.key.items())
+            click.echo(f"  {damaged.table}: {key}: {display.escape(damaged.reason)}")
     if not report.ok:
-        problems = len(report.quick_check or ()) + len(report.corrupt) + (report.scan_error is not None)
-        raise StoreFailure(f"the check found {_plural(problems, 'problem')}")
+        raise StoreFailure(f"the check found {_plural(report.problems, 'problem')}")
+
+
+def _key_value(value: object) -> str:
+    """Return one value of a damaged row's key as ``check`` prints it: ids quoted, numbers as they are."""
+    from codemode_store.cli_support import display
+
+    return display.quoted(value) if isinstance(value, str) else str(value)
 
 
 @main.command(short_help="Give free pages back to the file system.")
