@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from typing import Any
 
 from codemode_store import ObservationStore, Outcome, operations
 from codemode_store.damage import damaged, storage_class
+from codemode_store.wire import encode_payload
 
 from .common import alternate, image_outcome, median, ratio, text_outcome
 from .host_loop import HostPayloads, store_cells
@@ -79,13 +81,18 @@ def _get_rounds(
             got = session.get("c", 0)
             assert got is not None and got.outcome is not None
 
-    times = alternate(_timed_both(get), rounds)
+    data = encode_payload(outcome)
+    variants = _timed_both(get)
+    variants["sha256 alone"] = lambda: [hashlib.sha256(data).digest() for _ in range(gets)]
+    times = alternate(variants, rounds)
     verified, unverified = median(times["verified"]) / gets, median(times["unverified"]) / gets
     store.end_session(name)
     return {
+        "payload_bytes": len(data),
         "verified_s": round(verified, 7),
         "unverified_s": round(unverified, 7),
         "ratio": ratio(verified, unverified),
+        "sha256_s": round(median(times["sha256 alone"]) / gets, 7),
     }
 
 
