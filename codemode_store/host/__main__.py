@@ -14,6 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from ..errors import StoreError
 from ..store import ObservationStore
 from .commands import CommandRuntime
@@ -22,16 +25,32 @@ from .server import Host, serve
 __all__ = ["main"]
 
 
-def _audit_log(path: Path) -> Callable[[str, int], None]:
-    """Return an ``on_run`` that appends ``cell generation pid`` to ``path``, synced, before each run."""
+def _audit_log(path: Path, runtime: CommandRuntime) -> Callable[[str, int], None]:
+    """Return an ``on_run`` that appends a line to ``path``, synced, before each run.
+
+    The line is ``cell generation host_pid=N command_pid=M``: the host's
+    process and the cell's command (``-`` when the runtime does not know the
+    cell, which then answers ``missing``).
+    """
 
     def note(cell_id: str, generation: int) -> None:
+        command = runtime.pid(cell_id)
         with path.open("a", encoding="utf-8") as log:
-            log.write(f"{cell_id} {generation} {os.getpid()}\n")
+            log.write(f"{cell_id} {generation} host_pid={os.getpid()} command_pid={command or '-'}\n")
             log.flush()
             os.fsync(log.fileno())
 
     return note
+
+
+def _shown(db: str) -> str:
+    """Return the ``--db`` value as an error names it: a URL with its password hidden."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a URL that does not parse)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,12 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--audit",
         type=Path,
         metavar="FILE",
-        help="append 'cell generation pid' to FILE (synced) before the runtime runs a generation",
+        help="append 'cell generation host_pid=N command_pid=M' to FILE (synced) before each run",
     )
     args = parser.parse_args(argv)
-    on_run = None if args.audit is None else _audit_log(args.audit)
     try:
         with ObservationStore.open(args.db) as store, CommandRuntime() as runtime:
+            on_run = None if args.audit is None else _audit_log(args.audit, runtime)
             host = Host(store, runtime, args.session, on_run=on_run)
             failed = host.start()
             print(
@@ -61,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             serve(host, sys.stdin.buffer, sys.stdout.buffer)
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: database {_shown(args.db)} (--db): {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         # observe has failed the interrupted generation ("cancelled"): nothing stays pending.
