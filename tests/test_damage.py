@@ -9,6 +9,7 @@ those recorded, never let a ``TypeError`` out, and ``check`` (and ``check
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -213,3 +214,21 @@ def test_a_hand_edit_of_any_column_is_a_database_error_and_check_lists_it(tmp_pa
             except StoreError:
                 pass  # a rule's answer (CellClosed, ...): nothing of the damaged row handed out
         assert must_raise <= raised, f"{edit}: {sorted(must_raise - raised)} did not raise"
+
+
+def test_a_forged_row_whose_hash_matches_but_does_not_decode_is_a_database_error(tmp_path: Path) -> None:
+    # Someone who rewrites the hash too (docs/security.md): reads still never let a decoder's error out.
+    path = tmp_path / "store.db"
+    with ObservationStore.open(path) as store:
+        fill(store, "s")
+    forged = b'{"type": "completed", "content_items": 5}'
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "UPDATE observations SET payload = ?, payload_bytes = ?, payload_sha256 = ? "
+            "WHERE cell_id = 'done' AND generation = 1",
+            (forged, len(forged), hashlib.sha256(forged).digest()),
+        )
+    conn.close()
+    with ObservationStore.open(path) as store, pytest.raises(DatabaseError, match=r"not decode \(Type"):
+        store.session("s").get("done", 1)
