@@ -10,6 +10,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -307,7 +308,8 @@ def test_the_reference_host_speaks_json_lines(tmp_path: Path) -> None:
             },
         },
     ]
-    assert done.stderr == "host ready: session 't', 0 interrupted generation(s) failed\n"
+    host = f"host {socket.gethostname()!r} incarnation 1"
+    assert done.stderr == f"host ready: {host}, session 't', 0 interrupted generation(s) failed\n"
     cell, generation, host_pid, command_pid = audit.read_text().split()
     assert (cell, generation) == ("c", "0")  # the replay ran nothing: one line
     assert host_pid.startswith("host_pid=") and command_pid.startswith("command_pid=")

@@ -2,14 +2,18 @@
 
 Each line on stdin is one request, each line on stdout its answer (see
 docs/host.md); the host runs cells as shell commands and stores every answer
-before it writes it. It fails what a previous host left pending when it starts,
-and stops every command when its input ends.
+before it writes it. It holds a host id (``--host-id``, default the machine's
+host name; see docs/several-hosts.md), fails what a previous host left pending
+when it starts and what lost hosts left pending once per lease period, stops
+every command when its input ends, and stops serving (exit status 1) once
+another process took over its host id (``HostFenced``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,10 +21,11 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..errors import StoreError
-from ..store import ObservationStore
+from ..errors import DatabaseError, SchemaError, StoreError
+from ..store import DEFAULT_LEASE_SECONDS, ObservationStore
 from .commands import CommandRuntime
-from .server import Host, serve
+from .recovery import Recovery
+from .server import RESTART_TEXT, Host, serve
 
 __all__ = ["main"]
 
@@ -67,20 +72,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FILE",
         help="append 'cell generation host_pid=N command_pid=M' to FILE (synced) before each run",
     )
+    parser.add_argument(
+        "--host-id",
+        default=None,
+        metavar="NAME",
+        help="this host's id among those sharing the store (default: the machine's host name)",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=DEFAULT_LEASE_SECONDS,
+        metavar="S",
+        help=f"the host's lease, renewed every third of it (default: {DEFAULT_LEASE_SECONDS:g})",
+    )
     args = parser.parse_args(argv)
+    host_id = socket.gethostname() if args.host_id is None else args.host_id
     try:
-        with ObservationStore.open(args.db) as store, CommandRuntime() as runtime:
+        with (
+            ObservationStore.open(args.db, host_id=host_id, lease_seconds=args.lease_seconds) as store,
+            CommandRuntime() as runtime,
+        ):
             on_run = None if args.audit is None else _audit_log(args.audit, runtime)
             host = Host(store, runtime, args.session, on_run=on_run)
-            failed = host.start()
+            failed = store.recovered + host.start()
             print(
-                f"host ready: session {host.session_id!r}, {failed} interrupted generation(s) failed",
+                f"host ready: host {store.host_id!r} incarnation {store.incarnation}, "
+                f"session {host.session_id!r}, {failed} interrupted generation(s) failed",
                 file=sys.stderr,
                 flush=True,
             )
-            serve(host, sys.stdin.buffer, sys.stdout.buffer)
+            recovery = Recovery(store, RESTART_TEXT, store.lease_seconds)
+            try:
+                serve(host, sys.stdin.buffer, sys.stdout.buffer)
+            finally:
+                recovery.stop()
+            if host.fenced is not None:
+                raise host.fenced
     except StoreError as exc:
-        print(f"error: database {_shown(args.db)} (--db): {exc}", file=sys.stderr)
+        # The database's own errors name it, as the command line's do.
+        named = isinstance(exc, (DatabaseError, SchemaError))
+        print(
+            f"error: database {_shown(args.db)} (--db): {exc}" if named else f"error: {exc}", file=sys.stderr
+        )
         return 1
     except KeyboardInterrupt:
         # observe has failed the interrupted generation ("cancelled"): nothing stays pending.
