@@ -49,7 +49,9 @@ from .lease_keeper import RENEWALS_PER_LEASE, LeaseThread
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
 from .observe import Run
+from .operator_log import OperatorLog
 from .progress import Progress
+from .telemetry import check_telemetry, instrument
 from .translate import DRIVER_ERRORS, errors_of_database, translate
 from .validation import check_identifier
 from .wire import Outcome
@@ -96,9 +98,12 @@ class ObservationStore:
         engine: Engine,
         *,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        telemetry: bool = True,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> None:
         """Wrap an engine whose schema is already at head; prefer :meth:`open`."""
+        self._telemetry = instrument(engine.url, telemetry)
+        self._log = OperatorLog(engine.url)
         self._engine = engine
         # Only a server can freeze under a call (see ``deadline.py``).
         self._deadlines = (
@@ -134,6 +139,7 @@ class ObservationStore:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         host_id: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        telemetry: bool = True,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> ObservationStore:
         """Open the store at a path or SQLAlchemy URL, creating or upgrading its schema.
@@ -147,6 +153,9 @@ class ObservationStore:
         ``call_timeout`` bounds every PostgreSQL call, even against a frozen
         server (``DatabaseUnavailable``), and how long a session of the store
         may sit idle inside a transaction (a frozen host's row locks).
+        ``telemetry=False`` keeps the store from emitting OpenTelemetry spans
+        and metrics, which it does whenever ``opentelemetry-api`` is installed
+        (see ``codemode_store.telemetry``).
 
         ``host_id`` names the host slot this process holds (docs/several-hosts.md): the open
         claims its next incarnation, fails the generations its earlier
@@ -156,6 +165,7 @@ class ObservationStore:
         and never fences anyone (Core's acknowledgements, the CLI).
         """
         check_open_options(max_payload_bytes, busy_timeout, host_id, lease_seconds, call_timeout)
+        check_telemetry(telemetry)
         engine = build_engine(
             to_url(url),
             durability=durability,
@@ -165,7 +175,9 @@ class ObservationStore:
         try:
             with errors_of_database():
                 ensure_schema(engine)
-            store = cls(engine, max_payload_bytes=max_payload_bytes, call_timeout=call_timeout)
+            store = cls(
+                engine, max_payload_bytes=max_payload_bytes, telemetry=telemetry, call_timeout=call_timeout
+            )
             if host_id is not None:
                 store._claim(host_id, float(lease_seconds))
         except BaseException:
@@ -178,6 +190,7 @@ class ObservationStore:
         incarnation, recovered = self.run(calls.claim_host(host_id, lease_seconds))
         self.incarnation, self.recovered = incarnation, recovered
         self.host_id = host_id
+        self._log.claimed(host_id, incarnation, recovered)
         self.lease_seconds = lease_seconds
         self._lease = LeaseThread(
             self._renew_lease, lease_seconds / RENEWALS_PER_LEASE, f"codemode-store-lease-{host_id}"
@@ -187,7 +200,12 @@ class ObservationStore:
 
     def _renew_lease(self) -> bool:
         owner = self.owner
-        return owner is not None and self.run(calls.renew_lease(owner))
+        if owner is None:
+            return False
+        if not self.run(calls.renew_lease(owner)):
+            self._log.fenced(*owner)
+            return False
+        return True
 
     @property
     def owner(self) -> Owner:
@@ -212,6 +230,11 @@ class ObservationStore:
         The calls come from ``codemode_store.calls``; a driver error becomes a
         ``StoreError`` naming the call's key.
         """
+        if self._telemetry is not None:
+            return self._telemetry.run(self._run, call)
+        return self._run(call)
+
+    def _run(self, call: Call[T] | Op[T]) -> T:
         connections = self._writers if call.writes else self._readers
         deadlines = self._deadlines
         started = time.monotonic() if deadlines is not None else 0.0
@@ -226,6 +249,7 @@ class ObservationStore:
                     connections.drop(conn, driver)
                 else:
                     connections.give(conn, driver)  # a rule's answer: the transaction was rolled back
+                self._log.failed(exc)
                 raise
             except BaseException:
                 connections.drop(conn, driver)
@@ -234,14 +258,16 @@ class ObservationStore:
                 if deadlines is not None:
                     cut = deadlines.disarm(watch)
             connections.give(conn, driver)
+            if self._log.down:
+                self._log.back()
             return result
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error: the call's key is
             # built only when a message needs it.
             if cut:
                 assert deadlines is not None
-                raise deadlines.overdue(exc, **call.key) from exc
-            raise translate(exc, **call.key) from exc
+                raise self._log.failed(deadlines.overdue(exc, **call.key)) from exc
+            raise self._log.failed(translate(exc, **call.key)) from exc
 
     def read(self, work: Callable[[Connection], T], *, session_id: str | None = None) -> T:
         """Run ``work(conn)`` in one read transaction (see ``transactions.Transactions``)."""
@@ -304,7 +330,9 @@ class ObservationStore:
         way, the rows of lost hosts (``"host H lost: ..."``), never a live
         host's (docs/several-hosts.md).
         """
-        return self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+        recovered = self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+        self._log.recovered(recovered, self.host_id)
+        return recovered.total
 
     def hosts(self) -> list[HostInfo]:
         """Return every host id the store has seen: incarnation, lease, live or lost, pending count."""
