@@ -38,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import calls, observe
 from .async_engine import build_async_engine, schema_url
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, run_call
-from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, to_url
+from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, is_sqlite, to_url
+from .group_commit import AsyncGroupCommit
 from .observation import CellSummary, Observation
 from .observe import AsyncRun
 from .store import DEFAULT_MAX_PAYLOAD_BYTES, ObservationStore, check_open_options
@@ -62,6 +63,8 @@ class AsyncObservationStore:
         """Wrap an async engine whose schema is already at head; prefer :meth:`open`."""
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
+        #: SQLite's writes queue here and share commits (see ``group_commit``).
+        self._group = AsyncGroupCommit(engine) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes
 
     @classmethod
@@ -108,7 +111,13 @@ class AsyncObservationStore:
         return self._engine.url
 
     async def run(self, call: Call[T] | Op[T]) -> T:
-        """Run a prepared call in one transaction (a write one if the call writes)."""
+        """Run a prepared call in one transaction (a write one if the call writes).
+
+        On SQLite a write waits its turn in the store's queue and may share its
+        commit with others (see ``group_commit``).
+        """
+        if call.writes and self._group is not None:
+            return await self._group.run(call)
         engine = self._engine if call.writes else self._reader
         try:
             async with engine.connect() as conn:

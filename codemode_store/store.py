@@ -33,8 +33,17 @@ from sqlalchemy.engine import URL
 
 from . import calls, integrity, observe, retention, space
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, now_micros, run_call
-from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, IdleConnections, build_engine, to_url
+from .engine import (
+    DEFAULT_BUSY_TIMEOUT,
+    READ_ONLY,
+    Durability,
+    IdleConnections,
+    build_engine,
+    is_sqlite,
+    to_url,
+)
 from .errors import DatabaseError, InvalidInput, StoreError
+from .group_commit import GroupCommit
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
 from .observe import Run
@@ -77,6 +86,8 @@ class ObservationStore:
         # back: the pool warns about connections that are garbage collected.
         weakref.finalize(self, self._writers.close)
         weakref.finalize(self, self._readers.close)
+        #: SQLite's writes queue here and share commits (see ``group_commit``).
+        self._group = GroupCommit(self._writers) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes
 
     @classmethod
@@ -121,8 +132,12 @@ class ObservationStore:
         """Run a prepared call in one transaction (a write one if the call writes).
 
         The calls come from ``codemode_store.calls``; a driver error becomes a
-        ``StoreError`` naming the call's key.
+        ``StoreError`` naming the call's key. On SQLite a write waits its turn
+        in the store's queue and may share its commit with others (see
+        ``group_commit``); it returns once that commit returned.
         """
+        if call.writes and self._group is not None:
+            return self._group.run(call)
         connections = self._writers if call.writes else self._readers
         try:
             conn, driver = connections.take()
