@@ -354,31 +354,58 @@ class GroupCommit:
 
     def run(self, call: Call[T] | Op[T]) -> T:
         """Run a write in the next transaction; return once the commit holding it returned."""
-        entry: Pending[T] = Pending(call)
-        with self._mutex:
-            if self._leading:
+        mutex = self._mutex
+        with mutex:
+            leading = self._leading
+            self._leading = True
+            if leading:
+                entry: Pending[T] = Pending(call)
                 entry.wake = threading.Lock()
                 entry.wake.acquire()
                 self._queue.append(entry)
                 self._arrivals += 1
-            else:
-                self._leading = True
-        if entry.wake is None:
+        if not leading:
             # First in an empty queue. Alone, the write runs as it would without
             # a queue; right after a shared commit, the callers it released are
             # on their way back, and this batch takes them.
             linger = self._patience() if isinstance(call, Op) else None
-            feed = None if linger is None else Feed(self._queue, self._mutex, entry, linger)
-            self._lead([entry], entry, feed)
+            if linger is None:
+                return self._alone(call)
+            entry = Pending(call)
+            self._lead([entry], entry, Feed(self._queue, mutex, entry, linger))
             return entry.outcome()
         entry.wake.acquire()  # until the leader settles this write, or hands over the lead
         if entry.state == _LEAD:
-            with self._mutex:
+            with mutex:
                 self._queue.popleft()  # this entry, at the head
-            batch = [entry]
-            feed = Feed(self._queue, self._mutex, entry, self._patience()) if isinstance(call, Op) else None
-            self._lead(batch, entry, feed)
+            feed = Feed(self._queue, mutex, entry, self._patience()) if isinstance(call, Op) else None
+            self._lead([entry], entry, feed)
         return entry.outcome()
+
+    def _alone(self, call: Call[T] | Op[T]) -> T:
+        """Run a write in a transaction of its own (the store's path without a queue), then hand over."""
+        connections = self._connections
+        try:
+            try:
+                conn, driver = connections.take()
+                try:
+                    result = run_call(conn, call, driver)
+                except StoreError as exc:
+                    if isinstance(exc, DatabaseError):
+                        connections.drop(conn, driver)
+                    else:
+                        connections.give(conn, driver)  # a rule's answer: the transaction was rolled back
+                    raise
+                except BaseException:
+                    connections.drop(conn, driver)
+                    raise
+                connections.give(conn, driver)
+                return result
+            except DRIVER_ERRORS as exc:
+                raise translate(exc, **call.key) from exc
+        finally:
+            self.figures.count(1)
+            self._hand_over(None)
 
     def _lead(self, batch: list[Pending[Any]], own: Pending[Any], feed: Feed | None) -> None:
         """Commit ``batch`` (and what ``feed`` adds); hand the lead on; wake the followers it settled."""
@@ -430,10 +457,10 @@ class GroupCommit:
         if feed is not None and feed.commit_seconds:
             self._commit_seconds = feed.commit_seconds
 
-    def _hand_over(self, batch: list[Pending[Any]]) -> None:
-        """Give the lead to the first follower in the queue, or give it up."""
+    def _hand_over(self, batch: list[Pending[Any]] | None) -> None:
+        """Give the lead to the first follower in the queue, or give it up (``batch``: None for one alone)."""
         with self._mutex:
-            self._released = sum(1 for entry in batch if entry.state == _DONE)
+            self._released = 1 if batch is None else sum(1 for entry in batch if entry.state == _DONE)
             self._released_at = self._arrivals
             if not self._queue:
                 self._leading = False
