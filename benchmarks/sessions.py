@@ -284,3 +284,86 @@ def peer_folder(folder: Path, name: str) -> Path:
     path = folder / f"{name}-{time.monotonic_ns()}"
     path.mkdir()
     return path
+
+
+# -- the section of benchmarks/run.py --------------------------------------------------------------------
+
+
+def _rounds(variants: dict[str, Callable[[], SessionRun]], rounds: int) -> dict[str, SessionRun]:
+    """Run every variant ``rounds`` times in rotating order; keep each one's median run (ranges kept)."""
+    runs: dict[str, list[SessionRun]] = {name: [] for name in variants}
+    names = list(variants)
+    for index in range(rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            runs[name].append(variants[name]())
+    return {name: best_of(values) for name, values in runs.items()}
+
+
+def _per_session(total: int, sessions: int) -> int:
+    return max(1, total // sessions)
+
+
+def measure_local(folder: Path, total: int, rounds: int, with_peer: bool) -> dict[str, SessionRun]:
+    """Sessions on this machine's disk: 1, 16, 64 at ``full``, 1 and 16 at ``normal``, baselines, asyncio."""
+
+    def store(sessions: int, durability: Durability = "full", group: bool = True) -> Callable[[], SessionRun]:
+        return lambda: run_sessions(
+            new_database(folder, "sessions"),
+            sessions,
+            _per_session(total, sessions),
+            durability=durability,
+            group_commit=group,
+        )
+
+    def tasks(sessions: int) -> Callable[[], SessionRun]:
+        return lambda: run_async_sessions(
+            new_database(folder, "tasks"), sessions, _per_session(total, sessions)
+        )
+
+    variants: dict[str, Callable[[], SessionRun]] = {
+        "1 full": store(1),
+        "16 full": store(16),
+        "64 full": store(64),
+        "1 normal": store(1, "normal"),
+        "16 normal": store(16, "normal"),
+        "16 full, no group commit": store(16, group=False),
+        "asyncio 1 full": tasks(1),
+        "asyncio 16 full": tasks(16),
+        "asyncio 64 full": tasks(64),
+    }
+    if with_peer:
+        variants["peer 16 producers"] = lambda: run_peer(peer_folder(folder, "peer"), 16, total // 16)
+    return _rounds(variants, rounds)
+
+
+def measure_slow_disk(delay: float, total: int, rounds: int) -> dict[str, SessionRun]:
+    """Sessions on a disk whose syncs take ``delay`` s more: 1, 16, 64, 256 (16 without group commit too)."""
+    with slow_disk(delay) as (folder, counter):
+
+        def store(sessions: int, cells: int, group: bool = True) -> Callable[[], SessionRun]:
+            return lambda: run_sessions(
+                new_database(folder, "slow"), sessions, cells, group_commit=group, counter=counter
+            )
+
+        variants = {
+            "1 full": store(1, max(2, total // 8)),
+            "16 full": store(16, _per_session(total, 16)),
+            "64 full": store(64, _per_session(total, 64)),
+            "256 full": store(256, _per_session(total, 256)),
+            "16 full, no group commit": store(16, max(1, total // 64), group=False),
+        }
+        return _rounds(variants, rounds)
+
+
+def measure_postgres(server_url: str, total: int, rounds: int) -> dict[str, SessionRun]:
+    """Sessions of one process on PostgreSQL (no group commit: the server groups commits): 1, 4, 16."""
+    from .postgres import scratch_database
+
+    with scratch_database(server_url) as url:
+        ObservationStore.open(url).close()  # the schema, by Alembic
+
+        def store(sessions: int) -> Callable[[], SessionRun]:
+            return lambda: run_sessions(url, sessions, _per_session(total, sessions))
+
+        return _rounds({f"{n} sessions": store(n) for n in (1, 4, 16)}, rounds)

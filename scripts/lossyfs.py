@@ -56,6 +56,8 @@ from typing import Any, TypeVar
 __all__ = ["BLOCK", "CUT_MODES", "LossyFS", "LossyMount", "fuse_unavailable"]
 
 BLOCK = 4096
+#: libfuse 3's capability bit for the kernel's write-back cache.
+FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 CUT_MODES = ("drop", "torn")
 SCRIPT = Path(__file__).resolve()
 #: Backing names the filesystem uses for a moment while it moves entries around.
@@ -346,6 +348,18 @@ class LossyFS:
     def init(self, _path: str) -> None:
         """Say the mount is up."""
         self.events("ready")
+
+    def init_with_config(self, conn_info: Any, _config: Any) -> None:
+        """Mount; a slow disk lets the kernel gather writes in its page cache until a sync.
+
+        A disk's writes land in the page cache and only its flush is slow; here
+        every write would cross into this process otherwise, which a real disk
+        does not charge. Without a delay (the power-cut tests) every write is
+        seen as it happens, and a cut can fall between any two.
+        """
+        if self.fsync_delay and conn_info is not None:
+            conn_info.want |= conn_info.capable & FUSE_CAP_WRITEBACK_CACHE
+        self.init("/")
 
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
         """Return a file's or the root's attributes."""
