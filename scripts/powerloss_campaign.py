@@ -64,7 +64,6 @@ from codemode_store import ObservationStore  # noqa: E402
 from codemode_store.engine import Durability  # noqa: E402
 from codemode_store.errors import StoreError  # noqa: E402
 from scripts.crash_campaign import (  # noqa: E402
-    RESTART_TEXT,
     Model,
     Op,
     check_payloads,
@@ -74,6 +73,7 @@ from scripts.crash_campaign import (  # noqa: E402
     plan,
     reported_steps,
     resolve_interrupted,
+    resolve_together,
     row_problems,
 )
 from scripts.lossyfs import CUT_MODES, LossyMount  # noqa: E402
@@ -435,31 +435,6 @@ def check_cut(db: Path, cut: Cut, durability: Durability) -> list[CutCheck]:
         CutCheck(p.acknowledged, j, models[p.cut.session_id], False, p.violations)
         for p, j in zip(planned, kept, strict=True)
     ]
-
-
-def resolve_together(store: ObservationStore, models: dict[str, Model]) -> list[str]:
-    """Run fail_pending once for sessions interrupted together; check it failed exactly their rows."""
-    violations = []
-    pending = store.pending()
-    strays = [o for o in pending if o.session_id not in models]
-    if strays:
-        violations.append(f"rows of other sessions still pending: {strays[:3]}")
-    expected = sum(model.fail_pending(RESTART_TEXT) for model in models.values())
-    resolved = store.fail_pending(RESTART_TEXT)
-    if resolved != len(pending) or resolved != expected:
-        violations.append(
-            f"fail_pending resolved {resolved}, {len(pending)} were pending, {expected} expected"
-        )
-    if store.pending():
-        violations.append("rows still pending after fail_pending")
-    for session_id, model in models.items():
-        if observe(store, session_id) != model.snapshot():
-            violations.append(f"{session_id}: after fail_pending the store is not the model")
-    for o in pending:
-        replay = store.session(o.session_id).begin(o.cell_id, o.generation)
-        if replay is None or replay.state != "failed" or replay.error_text != RESTART_TEXT:
-            violations.append(f"{o.session_id}/{o.cell_id}/{o.generation}: replay after restart is {replay}")
-    return violations
 
 
 def _after(model: Model, op: Op) -> Model:
