@@ -90,9 +90,8 @@ def bench(args: argparse.Namespace, details: dict[str, Any], folder: Path) -> li
         )
 
     rows.append(compare("16 sessions, full", local, "16 full", "1 full", "1 session, full", ">= 2x", 2.0))
-    rows.append(
-        compare("16 sessions, full", local, "16 full", "16 normal", "16 sessions, normal", "aim >= 0.77x", None)
-    )
+    workload = "16 sessions, full"
+    rows.append(compare(workload, local, "16 full", "16 normal", "16 sessions, normal", "aim >= 0.77x", None))
     rows.append(
         compare(
             "16 sessions, full",
