@@ -225,6 +225,8 @@ def _safe(message: str) -> str:
 
 
 def _store_message(exc: StoreError) -> str:
+    if getattr(exc, "database", None) is not None:
+        return str(exc)  # names its database already (the source or target of a copy)
     if isinstance(exc, (DatabaseError, SchemaError, StoreNotFound)):
         return _name_database(str(exc))
     return str(exc)
@@ -732,7 +734,8 @@ def history(
 ) -> None:
     """Show every generation of one cell.
 
-    Per generation: state, kind, bytes, recorded and released times.
+    Per generation: state, kind, bytes, recorded and released times, and
+    the host that began it ("-": a store opened without a host id).
 
     \b
     Example:
@@ -829,6 +832,30 @@ def end_session(session_id: str, yes: bool) -> None:
     )
     deleted = store.end_session(session_id)
     click.echo(f"session {display.quoted(session_id)}: ended; {deleted} observation(s) deleted")
+
+
+@main.command()
+@_listing_options
+@_db_after_command
+def hosts(limit: int | None, output_format: str | None, as_json: bool) -> None:
+    """List the host ids that share the store, live or lost.
+
+    Per host id: its current incarnation, when its lease ends (the
+    database's clock), live or lost (its lease ended a lease period ago or
+    more, or it closed its store), and how many generations are pending
+    under it; ordered by host id. See docs/several-hosts.md.
+
+    \b
+    Example:
+      codemode-store --db postgresql+psycopg://db/store hosts
+      codemode-store --db host.db hosts --format json
+    """
+    from codemode_store.cli_support import display, inspection
+
+    chosen = _output_format(output_format, as_json)
+    found = inspection.iter_hosts(_open(), limit=limit)
+    keys = inspection.RECORD_KEYS[inspection.HostInfo]
+    _print_listing(found, chosen, display.HOST_COLUMNS, display.host_row, keys)
 
 
 @main.command()
@@ -1100,6 +1127,225 @@ def _invocation() -> str:
         if found is not None and os.path.samefile(found, script):
             return "codemode-store"
     return shlex.quote(os.path.abspath(script))
+
+
+@contextlib.contextmanager
+def _listening(host: str | None, port: int) -> Iterator[None]:
+    """Turn a socket that cannot be bound (a port in use, an unknown host) into one error line."""
+    try:
+        yield
+    except OSError as exc:
+        where = f"{host or '127.0.0.1'}:{port}"
+        raise StoreFailure(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+
+
+#: The extra that ``serve`` needs, and the modules it brings.
+WEB_EXTRA_MODULES = ("starlette", "uvicorn", "jinja2", "markupsafe")
+
+
+@main.command(short_help="Serve a web page of the store for people.")
+@click.option(
+    "--port", type=WholeNumber(0, 65535, "a port"), default=8765, show_default=True, help="0: any free port."
+)
+@click.option(
+    "--host", metavar="HOST", help="Listen on HOST instead of 127.0.0.1 (then a token is required)."
+)
+@click.option("--allow-release", is_flag=True, help="Offer release and end-session buttons (else read-only).")
+@_db_after_command
+def serve(port: int, host: str | None, allow_release: bool) -> None:
+    """Serve a web page of the store: sessions, cells, histories, payloads with images drawn.
+
+    Listens on 127.0.0.1 only, unless --host is given: then every visitor needs
+    the token in the URL printed at start. The store is opened read-only unless
+    --allow-release. Needs the web extra: pip install 'codemode-store[web]'.
+
+    \b
+    Example:
+      codemode-store --db host.db serve --port 8765
+    """
+    try:
+        from codemode_store.web.server import serve as run
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in WEB_EXTRA_MODULES:
+            raise
+        raise StoreFailure(
+            f"serve needs the web extra ({missing} is not installed): pip install 'codemode-store[web]'"
+        ) from exc
+    with _naming_the_database(), _listening(host, port):
+        run(
+            _target(),
+            port=port,
+            host=host,
+            allow_release=allow_release,
+            echo=click.echo,
+            command=_invocation(),
+        )
+
+
+# -- moving a store: copy, backup, export, import --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _copy_progress(as_json: bool) -> Iterator[Callable[[Any], None] | None]:
+    """Yield a callback drawing a copy's progress (sessions, rows, bytes) on a terminal, else ``None``."""
+    if as_json or not _is_terminal():
+        yield None
+        return
+    from codemode_store.cli_support.moving import copy_state_text
+
+    with click.progressbar(length=1000, label="copying", item_show_func=copy_state_text) as bar:
+
+        def advance(state: Any) -> None:
+            rows = state.rows_done / max(state.rows_total, 1)
+            size = state.bytes_done / max(state.bytes_total, 1)
+            bar.current_item = state
+            bar.update(int(500 * (rows + size)) - bar.pos)
+
+        yield advance
+
+
+@main.command("copy", short_help="Copy sessions into another store, SQLite or PostgreSQL.")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL",
+    help="The target store: a SQLite file path or a SQLAlchemy URL; created or upgraded.",
+)
+@click.option(
+    "--session",
+    "session_ids",
+    multiple=True,
+    metavar="S",
+    shell_complete=_complete_session,
+    help="Copy this session (repeat for more); default: every session.",
+)
+@_json_option
+@_db_after_command
+def copy_command(target: str, session_ids: tuple[str, ...], as_json: bool) -> None:
+    """Copy sessions, every row as it is, into another store of either backend.
+
+    Cells, observations in every state, tombstones with their size and sha256,
+    times and requests, from one consistent snapshot of this store while hosts
+    keep writing. Each session lands in one transaction of the target; a
+    session the target holds already is skipped if identical, and stops the
+    copy (exit 1, nothing written) if it differs. Each payload's sha256 is
+    checked on arrival.
+
+    \b
+    Example:
+      codemode-store --db host.db copy --to postgresql+psycopg://me@db.example/store
+    """
+    from codemode_store.cli_support.moving import copy_text
+    from codemode_store.transfer import copy_to
+
+    source = _open()
+    with _copy_progress(as_json) as progress:
+        report = copy_to(source, target, list(session_ids) or None, progress=progress)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        click.echo(copy_text(report))
+
+
+@main.command(short_help="Back the store up into a new SQLite file, checked.")
+@click.argument("destination", metavar="DEST", type=click.Path(dir_okay=False))
+@_json_option
+@_db_after_command
+def backup(destination: str, as_json: bool) -> None:
+    """Back the store up into a new SQLite file (0600), consistent while hosts write.
+
+    SQLite: SQLite's online backup API, in one step (one read snapshot).
+    PostgreSQL: every session copied into a new SQLite store (or use pg_dump:
+    see docs/operations.md). The new file is checked (quick check, every
+    payload re-hashed) before success is reported; DEST must not exist.
+
+    \b
+    Example:
+      codemode-store --db host.db backup /backups/host-2026-12-05.db
+    """
+    from pathlib import Path
+
+    from codemode_store.cli_support.moving import backup_text
+    from codemode_store.transfer import backup as back_up
+
+    source = _open()
+    with _copy_progress(as_json) as progress:
+        report = back_up(source, Path(destination), progress=progress)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        click.echo(backup_text(report))
+
+
+@main.command("export", short_help="Write one session, payloads included, as JSON lines.")
+@_session_argument
+@click.option(
+    "--out", "out", metavar="FILE", type=click.Path(dir_okay=False), help="Write to FILE (0600), not stdout."
+)
+@_db_after_command
+def export_command(session_id: str, out: str | None) -> None:
+    """Write one session, payloads included, as JSON lines with a versioned header.
+
+    The file is what `import` reads (docs/operations.md describes it). With
+    --out the file appears whole or not at all; without it, the lines go to
+    stdout, which must not be a terminal.
+
+    \b
+    Example:
+      codemode-store --db host.db export thread-1 --out thread-1.jsonl
+    """
+    from pathlib import Path
+
+    from codemode_store.cli_support.moving import file_text, new_private_file
+    from codemode_store.transfer import export_session
+
+    if out is None and _is_terminal():
+        raise click.UsageError("the export is JSON lines with payloads: give --out FILE, or pipe it")
+    source = _open()
+    if out is None:
+        export_session(source, session_id, sys.stdout.buffer)
+        return
+    path = Path(out)
+    if not path.parent.is_dir():
+        raise StoreFailure(_safe(f"cannot write {path}: the folder {path.parent} does not exist"))
+    with new_private_file(path) as file:
+        report = export_session(source, session_id, file)
+    click.echo(file_text("exported", report, f"to {path}"))
+
+
+@main.command("import", short_help="Rebuild a session from a file that export wrote.")
+@click.argument("file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
+@_db_after_command
+def import_command(file: str) -> None:
+    """Rebuild one session from a file `export` wrote, exactly as it was exported.
+
+    The header and every row are checked first (format version, length,
+    sha256, each payload): a file of another version, truncated or edited,
+    is refused and nothing is written. A session the store holds already is
+    refused. The store is created if there is none (a SQLite file).
+
+    \b
+    Example:
+      codemode-store --db debug.db import thread-1.jsonl
+    """
+    from codemode_store.cli_support.moving import file_text, seekable_input
+    from codemode_store.store import ObservationStore
+    from codemode_store.transfer import check_session_file, import_session
+
+    name = "stdin" if file == "-" else file
+    with contextlib.ExitStack() as stack:
+        try:
+            stream = stack.enter_context(seekable_input(file))
+        except OSError as exc:
+            raise StoreFailure(_safe(f"cannot read {name}: {exc.strerror}")) from exc
+        check_session_file(stream, name)  # before the store is opened (or created)
+        with _naming_the_database():
+            store = ObservationStore.open(_target())
+        stack.callback(store.close)
+        report = import_session(store, stream, name=name)
+    click.echo(file_text("imported", report, f"from {name}"))
 
 
 @main.command()

@@ -5,6 +5,9 @@ completed (2 KB text), release 1. The raw sqlite3 host does the same steps
 (see ``raw.py``); persist-queue's ``SQLiteAckQueue`` does put/get/ack of the
 same two wire outcomes, six committed transactions as well. Each runs at both
 durability settings, the raw host and the peer with the store's ``synchronous``.
+The store runs as a host of several would, opened with a host id (its lease
+renewed in the background, ``begin`` fenced, ``record`` owned); ``anonymous_*``
+is the same store opened without one.
 """
 
 from __future__ import annotations
@@ -138,9 +141,10 @@ def host_variants(
 ) -> Iterator[tuple[Variants, Callable[[], None]]]:
     """Yield the host-loop variants (one batch of cells each) and an untimed tidy step.
 
-    At each durability (``normal``, ``full``): ``store_<d>``, ``raw_<d>`` (raw
-    sqlite3 with the same ``synchronous``) and, if installed, ``peer_<d>``
-    (persist-queue with the same ``synchronous``).
+    At each durability (``normal``, ``full``): ``store_<d>`` (with a host id),
+    ``anonymous_<d>`` (without), ``raw_<d>`` (raw sqlite3 with the same
+    ``synchronous``) and, if installed, ``peer_<d>`` (persist-queue with the
+    same ``synchronous``).
     """
     counter = itertools.count()
     stores: list[ObservationStore] = []
@@ -154,12 +158,20 @@ def host_variants(
 
     try:
         for durability, synchronous in DURABILITIES.items():
-            store = ObservationStore.open(folder / f"store-{durability}.db", durability=durability)  # type: ignore[arg-type]
-            stores.append(store)
+            store = ObservationStore.open(
+                folder / f"store-{durability}.db",
+                durability=durability,  # type: ignore[arg-type]
+                host_id=f"bench-{durability}",
+            )
+            anonymous = ObservationStore.open(folder / f"anonymous-{durability}.db", durability=durability)  # type: ignore[arg-type]
+            stores += [store, anonymous]
             ObservationStore.open(folder / f"raw-{durability}.db").close()  # the same schema, by Alembic
             raw = RawHost(str(folder / f"raw-{durability}.db"), synchronous=synchronous)
             raws.append(raw)
             variants[f"store_{durability}"] = lambda store=store: store_cells(store, "s", batch(), payloads)
+            variants[f"anonymous_{durability}"] = lambda store=anonymous: store_cells(
+                store, "s", batch(), payloads
+            )
             variants[f"raw_{durability}"] = lambda raw=raw: raw_cells(raw, "s", batch(), payloads)
             if with_peer:
                 queue = peers[f"peer_{durability}"] = open_peer(folder / f"peer-{durability}", synchronous)

@@ -26,11 +26,11 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 
 import sqlalchemy
 
-from benchmarks import cli_startup, contention, host_loop, payloads, replay, session_rows
+from benchmarks import cli_startup, contention, host_loop, leases, payloads, replay, session_rows
 from benchmarks.common import median, ratio
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTIONS = ("host", "sessions", "replay", "payloads", "open", "contention", "postgres", "cli")
+SECTIONS = ("host", "sessions", "replay", "payloads", "open", "contention", "postgres", "leases", "cli")
 POSTGRES_URL_VARIABLE = "CODEMODE_STORE_TEST_POSTGRES_URL"
 
 Row = dict[str, Any]
@@ -82,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--pg-cells", type=int, help="postgres: cells per round (default 40; quick 10)")
     parser.add_argument(
+        "--lease-intervals", type=int, help="leases: renewal intervals watched (default 30; quick 9)"
+    )
+    parser.add_argument(
         "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)"
     )
     parser.add_argument(
@@ -98,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "contention_cells": 20 if quick else 300,
         "pg_cells": 10 if quick else 40,
         "session_cells": 96 if quick else 480,
+        "lease_intervals": 9 if quick else 30,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -161,10 +165,13 @@ def bench_host(args: argparse.Namespace, details: dict[str, Any]) -> list[Row]:
         paired = median(
             [s / r for s, r in zip(times[f"store_{durability}"], times[f"raw_{durability}"], strict=True)]
         )
+        anonymous = median(
+            [s / r for s, r in zip(times[f"anonymous_{durability}"], times[f"raw_{durability}"], strict=True)]
+        )
         limit, target = HOST_TARGETS[durability]
         rows.append(
             _row(
-                workload,
+                f"{workload}, with a host id",
                 "cells/s",
                 round(store),
                 f"raw sqlite3, synchronous={synchronous}",
@@ -172,6 +179,18 @@ def bench_host(args: argparse.Namespace, details: dict[str, Any]) -> list[Row]:
                 round(paired, 2),
                 target,
                 paired <= limit,
+            )
+        )
+        rows.append(
+            _row(
+                f"{workload}, without host id",
+                "cells/s",
+                round(per_second[f"anonymous_{durability}"]),
+                f"raw sqlite3, synchronous={synchronous}",
+                round(per_second[f"raw_{durability}"]),
+                round(anonymous, 2),
+                target,
+                anonymous <= limit,
             )
         )
         peer = f"peer_{durability}"
@@ -387,8 +406,18 @@ def bench_postgres(args: argparse.Namespace, details: dict[str, Any]) -> list[Ro
             "naive psycopg host (BEGIN, statements, COMMIT per operation)",
             round(trips["naive"], 2),
             ratio(trips["store"], trips["naive"]),
-            "<= 6 round trips / cell",
+            "<= 6 round trips / cell (with a host id)",
             trips["store"] <= 6,
+        ),
+        _row(
+            workload,
+            "round trips / cell",
+            round(trips["anonymous"], 2),
+            "the same store without host id (ownership costs no round trip)",
+            round(trips["anonymous"], 2),
+            ratio(trips["store"], trips["anonymous"]),
+            "with a host id = without",
+            trips["store"] == trips["anonymous"],
         ),
         _row(
             f"{workload}, 1 ms added latency",
@@ -410,6 +439,29 @@ def bench_postgres(args: argparse.Namespace, details: dict[str, Any]) -> list[Ro
             "store time <= 1.3x naive",
             fast <= 1.3,
         ),
+    ]
+
+
+#: Lease renewals are measured with a lease this long (a renewal every 0.1 s).
+LEASE_SECONDS = 0.3
+
+
+def bench_leases(args: argparse.Namespace, details: dict[str, Any], folder: Path) -> list[Row]:
+    """Writes an idle host's lease costs, per renewal interval (lease_seconds / 3), per backend."""
+    result = leases.measure(folder, args.postgres_url, LEASE_SECONDS, args.lease_intervals)
+    details["leases"] = result
+    return [
+        _row(
+            f"lease renewal, {backend}, lease {figures['lease_seconds']} s, idle host",
+            "writes / (lease_seconds / 3)",
+            figures["writes_per_interval"],
+            f"{figures['renewal_intervals']} renewal intervals ({figures['writes']} writes)",
+            None,
+            None,
+            "<= 1 write / (lease_seconds / 3)",
+            figures["writes_per_interval"] <= 1,
+        )
+        for backend, figures in result.items()
     ]
 
 
@@ -450,6 +502,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "open": lambda: bench_open(args, details),
             "contention": lambda: bench_contention(args, details, folder),
             "postgres": lambda: bench_postgres(args, details),
+            "leases": lambda: bench_leases(args, details, folder),
             "cli": lambda: cli_startup.bench(args, details, folder),
         }
         for name in sections:

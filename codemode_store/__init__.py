@@ -22,6 +22,7 @@ from .errors import (
     DuplicateCell,
     FutureGeneration,
     GenerationConflict,
+    HostFenced,
     InvalidInput,
     NotADatabase,
     NotPending,
@@ -33,6 +34,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .hosts import HostInfo
     from .observation import CellSummary, Observation
     from .store import ObservationStore, StoreSession
     from .wire import ImageItem, Outcome, TextItem
@@ -47,6 +49,8 @@ __all__ = [
     "DuplicateCell",
     "FutureGeneration",
     "GenerationConflict",
+    "HostFenced",
+    "HostInfo",
     "ImageItem",
     "InvalidInput",
     "NotADatabase",
@@ -74,6 +78,7 @@ layout.install_checkout_finder()
 # starts at once and a tool that needs only the wire model never loads SQLAlchemy.
 _LAZY = {
     "CellSummary": "observation",
+    "HostInfo": "hosts",
     "Observation": "observation",
     "ObservationStore": "store",
     "StoreSession": "store",

@@ -27,6 +27,7 @@ except ImportError as exc:
     ) from exc
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import TracebackType
@@ -37,12 +38,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import calls, observe
 from .async_engine import build_async_engine, schema_url
-from .calls import DEFAULT_FAIL_TEXT, Call, Op, run_call
+from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, run_call
 from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, is_sqlite, to_url
+from .errors import StoreError
 from .group_commit import AsyncGroupCommit
+from .hosts import HostInfo
+from .lease_keeper import RENEWALS_PER_LEASE, LeaseTask
 from .observation import CellSummary, Observation
 from .observe import AsyncRun
-from .store import DEFAULT_MAX_PAYLOAD_BYTES, ObservationStore, check_open_options
+from .store import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    ObservationStore,
+    check_open_options,
+)
 from .translate import DRIVER_ERRORS, translate
 from .validation import check_identifier
 from .wire import Outcome
@@ -66,6 +75,15 @@ class AsyncObservationStore:
         #: SQLite's writes queue here and share commits (see ``group_commit``).
         self._group = AsyncGroupCommit(engine) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes
+        #: The host id the store was opened with (``None``: no host id; docs/several-hosts.md).
+        self.host_id: str | None = None
+        #: The incarnation of ``host_id`` this store holds (``None`` without host id).
+        self.incarnation: int | None = None
+        #: How many generations of earlier incarnations ``open`` failed.
+        self.recovered = 0
+        #: How long the lease lasts unless renewed, in seconds.
+        self.lease_seconds = DEFAULT_LEASE_SECONDS
+        self._lease: LeaseTask | None = None
 
     @classmethod
     def open(
@@ -75,15 +93,19 @@ class AsyncObservationStore:
         durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        host_id: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> OpeningStore:
         """Open the store at a path or URL: ``await`` the result, or use it in ``async with``.
 
         The options are those of ``ObservationStore.open``. SQLite runs through
         aiosqlite, PostgreSQL through psycopg 3 (``codemode-store[async]``).
+        With a ``host_id`` the lease is renewed by a task of the loop that
+        opened the store, until ``close()``.
         """
 
         async def opening() -> AsyncObservationStore:
-            check_open_options(max_payload_bytes, busy_timeout)
+            check_open_options(max_payload_bytes, busy_timeout, host_id, lease_seconds)
             target = to_url(url)
             # The sync front end's own open makes the file (0600, WAL) and the
             # schema; in a thread, so a migration or a held lock leaves the loop free.
@@ -96,9 +118,35 @@ class AsyncObservationStore:
             )
             sync_store.close()
             engine = build_async_engine(target, durability=durability, busy_timeout=float(busy_timeout))
-            return cls(engine, max_payload_bytes=max_payload_bytes)
+            store = cls(engine, max_payload_bytes=max_payload_bytes)
+            if host_id is not None:
+                try:
+                    await store._claim(host_id, float(lease_seconds))
+                except BaseException:
+                    await engine.dispose()
+                    raise
+            return store
 
         return OpeningStore(opening)
+
+    async def _claim(self, host_id: str, lease_seconds: float) -> None:
+        """Claim the next incarnation of ``host_id`` and start renewing its lease."""
+        incarnation, recovered = await self.run(calls.claim_host(host_id, lease_seconds))
+        self.incarnation, self.recovered = incarnation, recovered
+        self.host_id = host_id
+        self.lease_seconds = lease_seconds
+        self._lease = LeaseTask(self._renew_lease, lease_seconds / RENEWALS_PER_LEASE)
+
+    async def _renew_lease(self) -> bool:
+        owner = self.owner
+        return owner is not None and await self.run(calls.renew_lease(owner))
+
+    @property
+    def owner(self) -> Owner:
+        """The host id and incarnation this store writes as, or ``None`` (opened without host id)."""
+        if self.host_id is None or self.incarnation is None:
+            return None
+        return (self.host_id, self.incarnation)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -128,7 +176,13 @@ class AsyncObservationStore:
             raise translate(exc, **call.key) from exc
 
     async def close(self) -> None:
-        """Release every pooled connection; the store is not used afterwards."""
+        """End the lease (if any) and release every pooled connection; the store is not used afterwards."""
+        lease, self._lease = self._lease, None
+        owner = self.owner
+        if lease is not None and owner is not None:
+            await lease.stop()
+            with contextlib.suppress(StoreError):  # the database is away: the lease runs out
+                await self.run(calls.end_lease(owner))
         await self._engine.dispose()
 
     async def __aenter__(self) -> AsyncObservationStore:
@@ -154,8 +208,12 @@ class AsyncObservationStore:
         return await self.run(calls.pending())
 
     async def fail_pending(self, error_text: str = DEFAULT_FAIL_TEXT) -> int:
-        """Turn every pending observation into ``failed``; return how many."""
-        return await self.run(calls.fail_pending(error_text, self.max_payload_bytes))
+        """Fail the pending observations no live host is running; return how many (docs/several-hosts.md)."""
+        return await self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+
+    async def hosts(self) -> list[HostInfo]:
+        """Return every host id the store has seen: incarnation, lease, live or lost, pending count."""
+        return await self.run(calls.list_hosts())
 
     async def end_session(self, session_id: str) -> int:
         """Delete every row of a session; return how many observations went (0 if unknown)."""
@@ -216,23 +274,26 @@ class AsyncStoreSession:
         self, cell_id: str, generation: int, request: Mapping[str, Any] | None = None
     ) -> Observation | None:
         """Start observe request ``generation``: ``None`` to run it, or the replayed observation."""
-        return await self._store.run(calls.begin(self.session_id, cell_id, generation, request))
+        store = self._store
+        return await store.run(calls.begin(self.session_id, cell_id, generation, request, store.owner))
 
     async def record(self, cell_id: str, generation: int, outcome: Outcome | Mapping[str, Any]) -> None:
         """Store the outcome of pending ``generation``; a wire object is accepted too."""
         # Encoding and hashing a payload of many megabytes would stall the loop:
         # the call is prepared in a worker thread, then run like any other.
+        store = self._store
         call = await asyncio.to_thread(
-            calls.record, self.session_id, cell_id, generation, outcome, self._store.max_payload_bytes
+            calls.record, self.session_id, cell_id, generation, outcome, store.max_payload_bytes, store.owner
         )
-        await self._store.run(call)
+        await store.run(call)
 
     async def fail(self, cell_id: str, generation: int, error_text: str) -> None:
         """Mark pending ``generation`` failed: it replays as ``error_text``."""
+        store = self._store
         call = await asyncio.to_thread(
-            calls.fail, self.session_id, cell_id, generation, error_text, self._store.max_payload_bytes
+            calls.fail, self.session_id, cell_id, generation, error_text, store.max_payload_bytes, store.owner
         )
-        await self._store.run(call)
+        await store.run(call)
 
     async def release(self, cell_id: str, generation: int) -> bool:
         """Acknowledge ``generation``; ``True`` if this call dropped its payload."""

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Connection
 
+from . import hosts
 from . import operations as ops
 from .driver import Driver
 from .engine import BEGIN_READ, BEGIN_WRITE
@@ -40,24 +41,36 @@ __all__ = [
     "DEFAULT_FAIL_TEXT",
     "Call",
     "Op",
+    "Owner",
     "begin",
     "cells",
+    "claim_host",
     "close_cell",
     "create_cell",
+    "end_lease",
     "end_session",
     "fail",
     "fail_observation",
     "fail_pending",
     "get",
     "history",
+    "list_hosts",
     "pending",
     "record",
     "record_observation",
     "release",
+    "renew_lease",
     "run_call",
 ]
 
 DEFAULT_FAIL_TEXT = "observation ended before producing a result"
+
+#: The host id and incarnation a store writes as; ``None`` for a store without host id.
+Owner = tuple[str, int] | None
+
+#: The shortest and the longest lease ``open`` takes, in seconds.
+MIN_LEASE_SECONDS = 0.01
+MAX_LEASE_SECONDS = 86_400.0
 
 T = TypeVar("T")
 
@@ -190,34 +203,54 @@ def create_cell(session_id: str, cell_id: str) -> Op[None]:
     return Op(ops.create_cell, ops.create_cell, True, 2, (session, cell))
 
 
+def _host(owner: Owner) -> tuple[str | None, int | None]:
+    return (None, None) if owner is None else owner
+
+
 def begin(
-    session_id: str, cell_id: str, generation: int, request: Mapping[str, Any] | None
+    session_id: str,
+    cell_id: str,
+    generation: int,
+    request: Mapping[str, Any] | None,
+    owner: Owner = None,
 ) -> Op[Observation | None]:
-    """Prepare ``begin``."""
+    """Prepare ``begin`` (by the host ``owner``, fenced; ``None``: a store without host id)."""
     session, cell, g = _generation_key(session_id, cell_id, generation)
     request_json = (
         None
         if request is None
         else canonical_request(request, session_id=session, cell_id=cell, generation=g)
     )
-    return Op(ops.begin, ops.begin_at_once, True, 3, (session, cell, g, request_json))
+    return Op(ops.begin, ops.begin_at_once, True, 3, (session, cell, g, request_json, *_host(owner)))
 
 
 def record(
-    session_id: str, cell_id: str, generation: int, outcome: object, max_payload_bytes: int
+    session_id: str,
+    cell_id: str,
+    generation: int,
+    outcome: object,
+    max_payload_bytes: int,
+    owner: Owner = None,
 ) -> Op[None]:
     """Prepare ``record``: the outcome is encoded and hashed here, outside the transaction."""
     session, cell, g = _generation_key(session_id, cell_id, generation)
     value = outcome if type(outcome) is Outcome else _as_outcome(outcome, session, cell, g)
     payload = _payload(encode_payload(value), max_payload_bytes, session, cell, g)
-    return Op(ops.record, ops.record_at_once, True, 3, (session, cell, g, value.kind, payload))
+    return Op(ops.record, ops.record_at_once, True, 3, (session, cell, g, value.kind, payload, *_host(owner)))
 
 
-def fail(session_id: str, cell_id: str, generation: int, error_text: str, max_payload_bytes: int) -> Op[None]:
+def fail(
+    session_id: str,
+    cell_id: str,
+    generation: int,
+    error_text: str,
+    max_payload_bytes: int,
+    owner: Owner = None,
+) -> Op[None]:
     """Prepare ``fail``."""
     session, cell, g = _generation_key(session_id, cell_id, generation)
     payload = _failure_payload(error_text, max_payload_bytes, session, cell, g)
-    return Op(ops.fail, ops.fail_at_once, True, 3, (session, cell, g, payload))
+    return Op(ops.fail, ops.fail_at_once, True, 3, (session, cell, g, payload, *_host(owner)))
 
 
 def release(session_id: str, cell_id: str, generation: int) -> Op[bool]:
@@ -254,10 +287,46 @@ def pending() -> Op[list[Observation]]:
     return Op(ops.pending, ops.pending, False, 0, ())
 
 
-def fail_pending(error_text: str, max_payload_bytes: int) -> Op[int]:
-    """Prepare ``fail_pending``."""
+def fail_pending(error_text: str, max_payload_bytes: int, owner: Owner = None) -> Op[int]:
+    """Prepare ``fail_pending`` for the host ``owner`` (``None``: a store without host id)."""
     payload = _failure_payload(error_text, max_payload_bytes, None, None, None)
-    return Op(ops.fail_pending, None, True, 0, (payload,))
+    return Op(ops.fail_pending, None, True, 0, (payload, *_host(owner)))
+
+
+def check_lease_seconds(lease_seconds: object) -> float:
+    """Return ``lease_seconds`` as a float, or raise ``InvalidInput``."""
+    if (
+        isinstance(lease_seconds, bool)
+        or not isinstance(lease_seconds, (int, float))
+        or not MIN_LEASE_SECONDS <= lease_seconds <= MAX_LEASE_SECONDS
+    ):
+        raise InvalidInput(
+            f"lease_seconds must be a number of seconds from {MIN_LEASE_SECONDS} to "
+            f"{MAX_LEASE_SECONDS:g}, not {lease_seconds!r}"
+        )
+    return float(lease_seconds)
+
+
+def claim_host(host_id: str, lease_seconds: float) -> Op[tuple[int, int]]:
+    """Prepare the claim of ``host_id`` by an opening store: (incarnation, generations recovered)."""
+    host = check_identifier(host_id, "host_id")
+    lease_micros = round(check_lease_seconds(lease_seconds) * 1_000_000)
+    return Op(hosts.claim, None, True, 0, (host, lease_micros))
+
+
+def renew_lease(owner: tuple[str, int]) -> Op[bool]:
+    """Prepare a lease renewal: ``False`` when the incarnation was superseded."""
+    return Op(hosts.renew, hosts.renew, True, 0, owner)
+
+
+def end_lease(owner: tuple[str, int]) -> Op[bool]:
+    """Prepare the end of a closing store's lease."""
+    return Op(hosts.end_lease, hosts.end_lease, True, 0, owner)
+
+
+def list_hosts() -> Op[list[hosts.HostInfo]]:
+    """Prepare ``hosts``: every host id the store has seen."""
+    return Op(hosts.host_infos, hosts.host_infos, False, 0, ())
 
 
 def end_session(session_id: str) -> Op[int]:
@@ -276,6 +345,7 @@ def _stored(
     payload: PreparedPayload,
     outcome: Outcome | None,
     error_text: str | None,
+    host_id: str | None,
 ) -> Observation:
     return Observation(
         session_id=session,
@@ -289,26 +359,49 @@ def _stored(
         payload_sha256=payload.sha256.hex(),
         recorded_at=from_micros(now),
         released_at=None,
+        host_id=host_id,
     )
 
 
 def _record_stored(
-    db: Driver, now: int, session: str, cell: str, g: int, payload: PreparedPayload, value: Outcome
+    db: Driver,
+    now: int,
+    session: str,
+    cell: str,
+    g: int,
+    payload: PreparedPayload,
+    value: Outcome,
+    host_id: str | None,
+    incarnation: int | None,
 ) -> Observation:
-    ops.record(db, now, session, cell, g, value.kind, payload)
-    return _stored(session, cell, g, now, payload, value, None)
+    ops.record(db, now, session, cell, g, value.kind, payload, host_id, incarnation)
+    return _stored(session, cell, g, now, payload, value, None, host_id)
 
 
 def _record_stored_at_once(
-    db: Driver, now: int, session: str, cell: str, g: int, payload: PreparedPayload, value: Outcome
+    db: Driver,
+    now: int,
+    session: str,
+    cell: str,
+    g: int,
+    payload: PreparedPayload,
+    value: Outcome,
+    host_id: str | None,
+    incarnation: int | None,
 ) -> Observation | ops.Miss:
-    if isinstance(ops.record_at_once(db, now, session, cell, g, value.kind, payload), ops.Miss):
+    done = ops.record_at_once(db, now, session, cell, g, value.kind, payload, host_id, incarnation)
+    if isinstance(done, ops.Miss):
         return ops.MISS
-    return _stored(session, cell, g, now, payload, value, None)
+    return _stored(session, cell, g, now, payload, value, None, host_id)
 
 
 def record_observation(
-    session_id: str, cell_id: str, generation: int, outcome: object, max_payload_bytes: int
+    session_id: str,
+    cell_id: str,
+    generation: int,
+    outcome: object,
+    max_payload_bytes: int,
+    owner: Owner = None,
 ) -> Op[Observation]:
     """Prepare ``record`` returning the observation it stored, built from what it wrote (no read).
 
@@ -318,31 +411,54 @@ def record_observation(
     session, cell, g = _generation_key(session_id, cell_id, generation)
     value = outcome if type(outcome) is Outcome else _as_outcome(outcome, session, cell, g)
     payload = _payload(encode_payload(value), max_payload_bytes, session, cell, g)
-    return Op(_record_stored, _record_stored_at_once, True, 3, (session, cell, g, payload, value))
+    args = (session, cell, g, payload, value, *_host(owner))
+    return Op(_record_stored, _record_stored_at_once, True, 3, args)
 
 
 def _fail_stored(
-    db: Driver, now: int, session: str, cell: str, g: int, payload: PreparedPayload, error_text: str
+    db: Driver,
+    now: int,
+    session: str,
+    cell: str,
+    g: int,
+    payload: PreparedPayload,
+    error_text: str,
+    host_id: str | None,
+    incarnation: int | None,
 ) -> Observation:
-    ops.fail(db, now, session, cell, g, payload)
-    return _stored(session, cell, g, now, payload, None, error_text)
+    ops.fail(db, now, session, cell, g, payload, host_id, incarnation)
+    return _stored(session, cell, g, now, payload, None, error_text, host_id)
 
 
 def _fail_stored_at_once(
-    db: Driver, now: int, session: str, cell: str, g: int, payload: PreparedPayload, error_text: str
+    db: Driver,
+    now: int,
+    session: str,
+    cell: str,
+    g: int,
+    payload: PreparedPayload,
+    error_text: str,
+    host_id: str | None,
+    incarnation: int | None,
 ) -> Observation | ops.Miss:
-    if isinstance(ops.fail_at_once(db, now, session, cell, g, payload), ops.Miss):
+    if isinstance(ops.fail_at_once(db, now, session, cell, g, payload, host_id, incarnation), ops.Miss):
         return ops.MISS
-    return _stored(session, cell, g, now, payload, None, error_text)
+    return _stored(session, cell, g, now, payload, None, error_text, host_id)
 
 
 def fail_observation(
-    session_id: str, cell_id: str, generation: int, error_text: str, max_payload_bytes: int
+    session_id: str,
+    cell_id: str,
+    generation: int,
+    error_text: str,
+    max_payload_bytes: int,
+    owner: Owner = None,
 ) -> Op[Observation]:
     """Prepare ``fail`` returning the failed observation it stored (no read)."""
     session, cell, g = _generation_key(session_id, cell_id, generation)
     payload = _failure_payload(error_text, max_payload_bytes, session, cell, g)
-    return Op(_fail_stored, _fail_stored_at_once, True, 3, (session, cell, g, payload, error_text))
+    args = (session, cell, g, payload, error_text, *_host(owner))
+    return Op(_fail_stored, _fail_stored_at_once, True, 3, args)
 
 
 # -- running a prepared call -------------------------------------------------------------

@@ -22,6 +22,7 @@ __all__ = [
     "DuplicateCell",
     "FutureGeneration",
     "GenerationConflict",
+    "HostFenced",
     "InvalidInput",
     "NotADatabase",
     "NotPending",
@@ -100,7 +101,24 @@ class CellClosed(StoreError):
 
 
 class ObservationInProgress(StoreError):
-    """The generation (or its predecessor) is still pending; retry later (or ``fail_pending`` on start)."""
+    """The generation (or its predecessor) is still pending; retry later (or ``fail_pending`` on start).
+
+    ``host_id`` names the host the generation is pending under, when a
+    ``record`` or ``fail`` came from another host or incarnation (``None``
+    otherwise, and for a generation begun by a store without host id).
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        session_id: str | None = None,
+        cell_id: str | None = None,
+        generation: int | None = None,
+        host_id: str | None = None,
+    ) -> None:
+        self.host_id = host_id
+        super().__init__(detail, session_id=session_id, cell_id=cell_id, generation=generation)
 
 
 class NotPending(StoreError):
@@ -117,6 +135,30 @@ class AlreadyReleased(StoreError):
 
 class NotReleasable(StoreError):
     """The generation cannot be released (pending, failed, or non-terminal); give up on this ack."""
+
+
+class HostFenced(StoreError):
+    """A later open of the same host id superseded this store's incarnation; stop the process.
+
+    Two processes with one host id is a deployment error: the older one must
+    stop serving (its ``begin`` is refused and wrote nothing), and its pending
+    generations were failed by the newer one's open. ``host_id`` and
+    ``incarnation`` name the superseded incarnation.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        host_id: str,
+        incarnation: int | None,
+        session_id: str | None = None,
+        cell_id: str | None = None,
+        generation: int | None = None,
+    ) -> None:
+        self.host_id = host_id
+        self.incarnation = incarnation
+        super().__init__(detail, session_id=session_id, cell_id=cell_id, generation=generation)
 
 
 class SchemaError(StoreError):

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: The newest revision in ``migrations/versions``.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 _VERSION_QUERY = text("SELECT version_num FROM alembic_version")
 # SQLite's fast path also asks for the journal mode: a store at head whose file

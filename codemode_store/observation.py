@@ -20,7 +20,8 @@ class Observation:
     ``kind`` is ``None`` while pending or failed (and on a failure's tombstone);
     ``outcome`` is set only while retained; ``error_text`` only while failed.
     ``payload_bytes`` and ``payload_sha256`` describe the stored payload and stay
-    on the tombstone. Times are timezone-aware UTC.
+    on the tombstone. Times are timezone-aware UTC. ``host_id`` is the host
+    that began the generation (``None``: a store opened without a host id).
     """
 
     session_id: str
@@ -34,6 +35,7 @@ class Observation:
     payload_sha256: str | None
     recorded_at: datetime | None
     released_at: datetime | None
+    host_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 from . import calls
-from .calls import Call, Op
+from .calls import Call, Op, Owner
 from .errors import StoreError
 from .observation import Observation
 from .wire import Outcome
@@ -52,18 +52,26 @@ AsyncRun: TypeAlias = Callable[[], Result | Awaitable[Result]]
 
 
 class SyncRunner(Protocol):
-    """What ``observe`` needs of a store: run a prepared call; the payload limit."""
+    """What ``observe`` needs of a store: run a prepared call; the payload limit; who it writes as."""
 
     max_payload_bytes: int
+
+    @property
+    def owner(self) -> Owner:
+        """The host id and incarnation the store writes as, or ``None``."""
 
     def run(self, call: Call[T] | Op[T]) -> T:
         """Run ``call`` in one transaction."""
 
 
 class AsyncRunner(Protocol):
-    """What ``observe_async`` needs of a store: run a prepared call; the payload limit."""
+    """What ``observe_async`` needs of a store: run a prepared call; the payload limit; who it writes as."""
 
     max_payload_bytes: int
+
+    @property
+    def owner(self) -> Owner:
+        """The host id and incarnation the store writes as, or ``None``."""
 
     async def run(self, call: Call[T] | Op[T]) -> T:
         """Run ``call`` in one transaction."""
@@ -102,13 +110,14 @@ def observe(
     request: Mapping[str, Any] | None = None,
 ) -> Observation:
     """Begin ``generation``; replay it, or run it and record (or fail) it (see the module)."""
-    replay = store.run(calls.begin(session_id, cell_id, generation, request))
+    owner = store.owner
+    replay = store.run(calls.begin(session_id, cell_id, generation, request, owner))
     if replay is not None:
         return replay
     limit = store.max_payload_bytes
 
     def end(text: str) -> Observation:
-        return store.run(calls.fail_observation(session_id, cell_id, generation, text, limit))
+        return store.run(calls.fail_observation(session_id, cell_id, generation, text, limit, owner))
 
     try:
         result = run()
@@ -118,7 +127,7 @@ def observe(
         _end_quietly(end, CANCELLED_TEXT)
         raise
     try:
-        return store.run(calls.record_observation(session_id, cell_id, generation, result, limit))
+        return store.run(calls.record_observation(session_id, cell_id, generation, result, limit, owner))
     except BaseException as exc:
         _discard(result)
         _end_quietly(end, _ending_text(exc))
@@ -143,13 +152,15 @@ async def observe_async(
 ) -> Observation:
     """Begin ``generation``; replay it, or await ``run`` and record (or fail) it (see the module)."""
     limit = store.max_payload_bytes
+    owner = store.owner
 
     async def end(text: str) -> Observation:
-        return await store.run(calls.fail_observation(session_id, cell_id, generation, text, limit))
+        return await store.run(calls.fail_observation(session_id, cell_id, generation, text, limit, owner))
 
     # A cancellation must not land between begin's commit and the try below:
     # begin runs shielded, and if it started the generation, that is failed.
-    starting = _keep(asyncio.ensure_future(store.run(calls.begin(session_id, cell_id, generation, request))))
+    begun = store.run(calls.begin(session_id, cell_id, generation, request, owner))
+    starting = _keep(asyncio.ensure_future(begun))
     try:
         replay = await asyncio.shield(starting)
     except asyncio.CancelledError:
@@ -171,7 +182,7 @@ async def observe_async(
     try:
         # Encoding and hashing a large payload would stall the loop: in a thread.
         call = await asyncio.to_thread(
-            calls.record_observation, session_id, cell_id, generation, result, limit
+            calls.record_observation, session_id, cell_id, generation, result, limit, owner
         )
         return await store.run(call)
     except BaseException as exc:

@@ -10,6 +10,12 @@ On PostgreSQL the common case of a writing operation runs first on its own, as
 one statement in autocommit (the ``*_at_once`` functions: one network round
 trip); when its guard refuses, it changed nothing and returns ``MISS``, and the
 operation runs again in a locked transaction to find out which rule applies.
+
+``begin``, ``record``, ``fail`` and ``fail_pending`` take the host id and
+incarnation of the store last (both ``None`` for a store opened without a host
+id): the fencing and ownership are guards of their statements, and the
+reason of a refusal is found on the locked path like any other (``HostFenced``
+first, before the rules of §3).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
+from . import hosts
 from . import statements as sql
 from .driver import Driver
 from .errors import (
@@ -26,6 +33,7 @@ from .errors import (
     DuplicateCell,
     FutureGeneration,
     GenerationConflict,
+    HostFenced,
     NotPending,
     NotReleasable,
     ObservationInProgress,
@@ -107,7 +115,7 @@ def to_observation(row: list[Any], *, with_outcome: bool = True) -> Observation:
     stored = row.pop()
     payload = None if stored is None else _payload_text(stored)
     del stored
-    (session_id, cell_id, generation, state, kind, size, sha, recorded, released) = row
+    (session_id, cell_id, generation, state, kind, size, sha, recorded, released, host_id) = row
     outcome = None
     error_text = None
     try:
@@ -140,6 +148,7 @@ def to_observation(row: list[Any], *, with_outcome: bool = True) -> Observation:
         payload_sha256=sha256,
         recorded_at=from_micros(recorded),
         released_at=from_micros(released),
+        host_id=host_id,
     )
 
 
@@ -162,17 +171,26 @@ def begin(
     cell_id: str,
     generation: int,
     request: str | None,
+    host_id: str | None = None,
+    incarnation: int | None = None,
 ) -> Observation | None:
-    """Start generation ``generation`` or replay it (SPEC §3 ``begin``)."""
+    """Start generation ``generation`` or replay it (SPEC §3 ``begin``; fenced as several-hosts.md says)."""
     key = (session_id, cell_id, generation)
-    # The common case: the next generation of an open cell. The guarded UPDATE
-    # both checks that and takes the cell's row lock.
-    if db.count(sql.update_cell_generation, (*key, generation - 1)) == 1:
+    # The common case: the next generation of an open cell (of a host whose
+    # incarnation is current). The guarded UPDATE both checks that and takes
+    # the cell's row lock.
+    if host_id is None:
+        advanced = db.count(sql.update_cell_generation, (*key, generation - 1))
+    else:
+        advanced = db.count(sql.update_cell_generation_fenced, (*key, generation - 1, host_id, incarnation))
+    if advanced == 1:
         if generation > 0:
             _acknowledge_previous(db, now, session_id, cell_id, generation)
-        db.count(sql.insert_pending, (*key, now, request))
+        db.count(sql.insert_pending, (*key, now, request, host_id, incarnation))
         return None
 
+    if host_id is not None:
+        _check_fence(db, host_id, incarnation, session_id, cell_id, generation)
     _closed, last = _lock_cell(db, session_id, cell_id, generation)
     next_generation = 0 if last is None else last + 1
     if generation > next_generation:
@@ -215,16 +233,74 @@ def begin(
 
 
 def begin_at_once(
-    db: Driver, now: int, session_id: str, cell_id: str, generation: int, request: str | None
+    db: Driver,
+    now: int,
+    session_id: str,
+    cell_id: str,
+    generation: int,
+    request: str | None,
+    host_id: str | None = None,
+    incarnation: int | None = None,
 ) -> Miss | None:
     """Run the common case of ``begin`` as one statement; ``MISS`` if it does not apply."""
-    statement = (
-        sql.release_previous_and_insert_pending_at_once
-        if generation > 0
-        else sql.insert_first_pending_at_once
+    if host_id is None:
+        statement = (
+            sql.release_previous_and_insert_pending_at_once
+            if generation > 0
+            else sql.insert_first_pending_at_once
+        )
+    else:
+        statement = (
+            sql.release_previous_and_insert_pending_at_once_fenced
+            if generation > 0
+            else sql.insert_first_pending_at_once_fenced
+        )
+    args = (session_id, cell_id, generation, generation - 1, now, request, host_id, incarnation)
+    return None if db.first(statement, args)[0] == 1 else MISS
+
+
+def _check_fence(
+    db: Driver, host_id: str, incarnation: int | None, session_id: str, cell_id: str, generation: int
+) -> None:
+    """Raise ``HostFenced`` unless ``incarnation`` is still the host id's current one."""
+    row = db.first(sql.select_host_incarnation, (host_id,))
+    current = None if row is None else int(row[0])
+    if current != incarnation:
+        raise HostFenced(
+            f"host {host_id!r} incarnation {incarnation} was superseded"
+            + ("" if current is None else f" by incarnation {current}")
+            + ": this process must stop (two processes with one host id)",
+            host_id=host_id,
+            incarnation=incarnation,
+            session_id=session_id,
+            cell_id=cell_id,
+            generation=generation,
+        )
+
+
+def _in_progress_elsewhere(
+    row_host: str | None, row_incarnation: int | None, session_id: str, cell_id: str, generation: int
+) -> ObservationInProgress:
+    where = (
+        "by a store without host id"
+        if row_host is None
+        else f"under host {row_host!r} (incarnation {row_incarnation})"
     )
-    row = db.first(statement, (session_id, cell_id, generation, generation - 1, now, request))
-    return None if row[0] == 1 else MISS
+    return ObservationInProgress(
+        f"the generation is pending {where}; only that host records or fails it",
+        session_id=session_id,
+        cell_id=cell_id,
+        generation=generation,
+        host_id=row_host,
+    )
+
+
+def _owned_by(
+    row_host: str | None, row_incarnation: int | None, host_id: str | None, incarnation: int | None
+) -> bool:
+    if host_id is None:
+        return row_host is None
+    return row_host == host_id and row_incarnation == incarnation
 
 
 def _acknowledge_previous(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> None:
@@ -253,17 +329,26 @@ def record(
     generation: int,
     kind: str,
     payload: PreparedPayload,
+    host_id: str | None = None,
+    incarnation: int | None = None,
 ) -> None:
-    """Store the outcome of kind ``kind`` of pending ``generation`` (SPEC §3 ``record``)."""
+    """Store the outcome of kind ``kind`` of pending ``generation`` (SPEC §3 ``record``; its own only)."""
     key = (session_id, cell_id, generation)
     # Close first: it takes the cell's lock before the observation's, the order
     # every writer uses. A rejection below rolls the close back.
     if kind in CLOSING_KINDS and db.count(sql.update_cell_closed, (session_id, cell_id)) == 0:
         raise _unknown(session_id, cell_id, generation)
-    if db.count(sql.update_retained, (*key, kind, payload.data, payload.size, payload.sha256, now)) == 1:
+    args = (*key, kind, payload.data, payload.size, payload.sha256, now)
+    if host_id is None:
+        stored = db.count(sql.update_retained, args)
+    else:
+        stored = db.count(sql.update_retained_owned, (*args, host_id, incarnation))
+    if stored == 1:
         return
     _lock_cell(db, session_id, cell_id, generation)
     row = db.first(sql.select_state_and_digest, key)
+    if row is not None and row[0] == "pending" and not _owned_by(row[3], row[4], host_id, incarnation):
+        raise _in_progress_elsewhere(row[3], row[4], session_id, cell_id, generation)
     if row is not None and row[0] == "retained":
         if bytes(row[2]) == payload.sha256 and row[1] == kind:
             return  # the same outcome again: an idempotent retry
@@ -277,14 +362,29 @@ def record(
 
 
 def record_at_once(
-    db: Driver, now: int, session_id: str, cell_id: str, generation: int, kind: str, payload: PreparedPayload
+    db: Driver,
+    now: int,
+    session_id: str,
+    cell_id: str,
+    generation: int,
+    kind: str,
+    payload: PreparedPayload,
+    host_id: str | None = None,
+    incarnation: int | None = None,
 ) -> Miss | None:
     """Run the common case of ``record`` as one statement; ``MISS`` if it does not apply."""
     args = (session_id, cell_id, generation, kind, payload.data, payload.size, payload.sha256, now)
-    if kind in CLOSING_KINDS:
-        done = db.first(sql.update_retained_and_cell_closed_at_once, args)[0] == 1
+    if host_id is None:
+        if kind in CLOSING_KINDS:
+            done = db.first(sql.update_retained_and_cell_closed_at_once, args)[0] == 1
+        else:
+            done = db.count(sql.update_retained, args) == 1
     else:
-        done = db.count(sql.update_retained, args) == 1
+        owned = (*args, host_id, incarnation)
+        if kind in CLOSING_KINDS:
+            done = db.first(sql.update_retained_and_cell_closed_at_once_owned, owned)[0] == 1
+        else:
+            done = db.count(sql.update_retained_owned, owned) == 1
     return None if done else MISS
 
 
@@ -295,21 +395,37 @@ def fail(
     cell_id: str,
     generation: int,
     payload: PreparedPayload,
+    host_id: str | None = None,
+    incarnation: int | None = None,
 ) -> None:
-    """Mark pending ``generation`` failed with an error text (SPEC §3 ``fail``)."""
+    """Mark pending ``generation`` failed with an error text (SPEC §3 ``fail``; its own only)."""
     key = (session_id, cell_id, generation)
-    if db.count(sql.update_failed, (*key, payload.data, payload.size, payload.sha256, now)) == 1:
+    if fail_at_once(db, now, session_id, cell_id, generation, payload, host_id, incarnation) is None:
         return
     _lock_cell(db, session_id, cell_id, generation)
-    raise _not_pending(db.first(sql.select_state, key), session_id, cell_id, generation)
+    row = db.first(sql.select_state_and_host, key)
+    if row is not None and row[0] == "pending" and not _owned_by(row[1], row[2], host_id, incarnation):
+        raise _in_progress_elsewhere(row[1], row[2], session_id, cell_id, generation)
+    raise _not_pending(row, session_id, cell_id, generation)
 
 
 def fail_at_once(
-    db: Driver, now: int, session_id: str, cell_id: str, generation: int, payload: PreparedPayload
+    db: Driver,
+    now: int,
+    session_id: str,
+    cell_id: str,
+    generation: int,
+    payload: PreparedPayload,
+    host_id: str | None = None,
+    incarnation: int | None = None,
 ) -> Miss | None:
     """Run the common case of ``fail`` as one statement; ``MISS`` if it does not apply."""
     args = (session_id, cell_id, generation, payload.data, payload.size, payload.sha256, now)
-    return None if db.count(sql.update_failed, args) == 1 else MISS
+    if host_id is None:
+        done = db.count(sql.update_failed, args)
+    else:
+        done = db.count(sql.update_failed_owned, (*args, host_id, incarnation))
+    return None if done == 1 else MISS
 
 
 def _not_pending(row: Any, session_id: str, cell_id: str, generation: int) -> NotPending:
@@ -322,9 +438,31 @@ def _not_pending(row: Any, session_id: str, cell_id: str, generation: int) -> No
     )
 
 
-def fail_pending(db: Driver, now: int, payload: PreparedPayload) -> int:
-    """Turn every pending row of the store into ``failed``; return how many."""
-    return db.count(sql.update_every_pending_failed, (payload.data, payload.size, payload.sha256, now))
+def fail_pending(
+    db: Driver,
+    now: int,
+    payload: PreparedPayload,
+    host_id: str | None = None,
+    incarnation: int | None = None,
+) -> int:
+    """Fail the pending rows no live host is running (the sets of docs/several-hosts.md); return how many.
+
+    With a host id: the rows of its earlier incarnations (``RESTARTED_TEXT``);
+    without: the rows begun without a host id (``payload``). Either way, the
+    rows of every lost host (``hosts.lost_text``), a host that renews its
+    lease meanwhile excepted.
+    """
+    if host_id is None:
+        own = db.count(
+            hosts.update_anonymous_pending_failed, (payload.data, payload.size, payload.sha256, now)
+        )
+    else:
+        restarted = hosts.RESTARTED_PAYLOAD
+        own = db.count(
+            hosts.update_earlier_incarnations_failed,
+            (host_id, incarnation, restarted.data, restarted.size, restarted.sha256, now),
+        )
+    return own + hosts.fail_lost(db, now, host_id)
 
 
 # -- release ----------------------------------------------------------------------

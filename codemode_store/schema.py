@@ -4,7 +4,9 @@ Alembic owns the schema in the database (``migrations/``); these definitions
 are what the operations query and what the migration check compares against.
 Times are integer microseconds since the Unix epoch, UTC. In ``observations``
 the payload is the last column, so that reading a row's metadata never walks
-the overflow pages of a large payload.
+the overflow pages of a large payload. ``hosts`` holds one row per host id
+(docs/several-hosts.md): its current incarnation and its lease, whose times are the
+database's clock (see ``hosts.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy import (
     false,
 )
 
-__all__ = ["NAMING_CONVENTION", "cells", "metadata", "observations"]
+__all__ = ["NAMING_CONVENTION", "cells", "hosts", "metadata", "observations"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -65,6 +67,10 @@ observations = Table(
     Column("recorded_at", BigInteger, nullable=True),
     Column("released_at", BigInteger, nullable=True),
     Column("request", Text, nullable=True),
+    # Who began the generation (revision 0003): NULL for a store opened without
+    # a host id; kept after the generation ends.
+    Column("host_id", IDENTIFIER, nullable=True),
+    Column("incarnation", BigInteger, nullable=True),
     Column("payload", LargeBinary, nullable=True),
     ForeignKeyConstraint(
         ["session_id", "cell_id"],
@@ -74,6 +80,19 @@ observations = Table(
     CheckConstraint("state IN ('pending', 'failed', 'retained', 'released')", name="state"),
     CheckConstraint("kind IS NULL OR kind IN ('yielded', 'completed', 'terminated', 'missing')", name="kind"),
     CheckConstraint("(payload IS NULL) = (state IN ('pending', 'released'))", name="payload_state"),
+)
+
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("host_id", IDENTIFIER, primary_key=True),
+    # Goes up by one with each open of the host id; the first is 1.
+    Column("incarnation", BigInteger, nullable=False),
+    # The lease of the current incarnation, by the database's clock: it runs
+    # until lease_expires_at; the host is lost once lease_micros more went by.
+    Column("lease_micros", BigInteger, nullable=False),
+    Column("lease_expires_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
 )
 
 # pending() and fail_pending() look only at pending rows: a partial index keeps

@@ -10,6 +10,14 @@ No statement is assembled from user values: every value reaches the database
 as a bound parameter. ``with_for_update`` takes a row lock on PostgreSQL and
 renders nothing on SQLite, whose writers are already serialised by
 ``BEGIN IMMEDIATE``.
+
+Host ownership (docs/several-hosts.md) costs no statement: the statements of a store opened
+with a host id (``*_owned``, ``*_fenced``) carry it in their guards. ``begin``
+advances the cell only if the host's incarnation is still the current one,
+checked (and, on PostgreSQL, ``KEY SHARE``-locked: see ``hosts.py``) inside
+the same statement; ``record`` and ``fail`` change a pending row only if it was
+begun by the same host id and incarnation (a store without host id: only rows
+begun without one).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -33,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .driver import Statement
-from .schema import cells, observations
+from .schema import cells, hosts, observations
 
 o = observations.c
 c = cells.c
@@ -58,6 +67,7 @@ OBSERVATION_COLUMNS = (
     o.payload_sha256,
     o.recorded_at,
     o.released_at,
+    o.host_id,
     o.payload,
 )
 
@@ -102,6 +112,26 @@ _advance = (
 #: Advance an open cell to generation ``generation`` if that is its next one.
 update_cell_generation = Statement(_advance, *_KEY, "p_previous")
 
+#: The host's incarnation is still the current one (``KEY SHARE``-locked on PostgreSQL).
+_current_incarnation = exists(
+    select(hosts.c.host_id)
+    .where(hosts.c.host_id == bindparam("p_host_id"), hosts.c.incarnation == bindparam("p_incarnation"))
+    .with_for_update(read=True, key_share=True)
+)
+_advance_fenced = _advance.where(_current_incarnation)
+_HOST = ("p_host_id", "p_incarnation")
+
+#: ``update_cell_generation`` for a store with a host id: only while its incarnation is current.
+update_cell_generation_fenced = Statement(_advance_fenced, *_KEY, "p_previous", *_HOST)
+
+#: The current incarnation of a host id, ``KEY SHARE``-locked on PostgreSQL (``None``: never claimed).
+select_host_incarnation = Statement(
+    select(hosts.c.incarnation)
+    .where(hosts.c.host_id == bindparam("p_host_id"))
+    .with_for_update(read=True, key_share=True),
+    "p_host_id",
+)
+
 _close = update(cells).where(_where_cell).values(closed=True)
 update_cell_closed = Statement(_close, *_CELL)
 
@@ -114,9 +144,11 @@ _pending_row = {
     "state": "pending",
     "begun_at": bindparam("p_now"),
     "request": bindparam("p_request"),
+    "host_id": bindparam("p_host_id"),
+    "incarnation": bindparam("p_incarnation"),
 }
 
-insert_pending = Statement(insert(observations).values(**_pending_row), *_KEY, "p_now", "p_request")
+insert_pending = Statement(insert(observations).values(**_pending_row), *_KEY, "p_now", "p_request", *_HOST)
 
 select_observation = Statement(select(*OBSERVATION_COLUMNS, o.request).where(_where_obs_key), *_KEY)
 
@@ -139,7 +171,11 @@ select_cell_and_observation = Statement(
 
 select_state = Statement(select(o.state, o.kind).where(_where_obs_key), *_KEY)
 
-select_state_and_digest = Statement(select(o.state, o.kind, o.payload_sha256).where(_where_obs_key), *_KEY)
+select_state_and_digest = Statement(
+    select(o.state, o.kind, o.payload_sha256, o.host_id, o.incarnation).where(_where_obs_key), *_KEY
+)
+
+select_state_and_host = Statement(select(o.state, o.host_id, o.incarnation).where(_where_obs_key), *_KEY)
 
 select_history = Statement(select(*OBSERVATION_COLUMNS).where(_where_obs_cell).order_by(o.generation), *_CELL)
 
@@ -155,24 +191,25 @@ _stored_payload: dict[str, Any] = {
     "recorded_at": bindparam("p_now"),
 }
 
-_retain = (
+#: A pending row begun by this host id and incarnation, or by a store without host id.
+_owned = and_(o.host_id == bindparam("p_host_id"), o.incarnation == bindparam("p_incarnation"))
+_anonymous = o.host_id.is_(None)
+
+_retain_any = (
     update(observations)
     .where(_where_obs_key, o.state == "pending")
     .values(state="retained", kind=bindparam("p_kind"), **_stored_payload)
 )
+_retain = _retain_any.where(_anonymous)
+_retain_owned = _retain_any.where(_owned)
 update_retained = Statement(_retain, *_KEY, "p_kind", *_PAYLOAD)
+update_retained_owned = Statement(_retain_owned, *_KEY, "p_kind", *_PAYLOAD, *_HOST)
 
-update_failed = Statement(
-    update(observations)
-    .where(_where_obs_key, o.state == "pending")
-    .values(state="failed", **_stored_payload),
-    *_KEY,
-    *_PAYLOAD,
+_fail_any = (
+    update(observations).where(_where_obs_key, o.state == "pending").values(state="failed", **_stored_payload)
 )
-
-update_every_pending_failed = Statement(
-    update(observations).where(o.state == "pending").values(state="failed", **_stored_payload), *_PAYLOAD
-)
+update_failed = Statement(_fail_any.where(_anonymous), *_KEY, *_PAYLOAD)
+update_failed_owned = Statement(_fail_any.where(_owned), *_KEY, *_PAYLOAD, *_HOST)
 
 _drop_payload: dict[str, Any] = {"state": "released", "payload": None, "released_at": bindparam("p_now")}
 
@@ -217,65 +254,74 @@ def _typed(value: Any, column: str) -> Any:
 
 
 _pending_select = [_typed(value, column) for column, value in _pending_row.items()]
-_advanced = _advance.returning(c.last_generation).cte("advanced")
-_insert_pending_after = insert(observations).from_select(
-    list(_pending_row), select(*_pending_select).select_from(_advanced)
-)
 
-#: begin(0) of a new cell: advance it and write the pending row; 1 = done.
-insert_first_pending_at_once = Statement(
-    select(
-        select(func.count())
-        .select_from(_insert_pending_after.returning(o.generation).cte("inserted"))
-        .scalar_subquery()
-    ),
-    *_KEY,
-    "p_previous",
-    "p_now",
-    "p_request",
-)
+
+def _insert_first_pending(advance: Any) -> Any:
+    """begin(0) of a new cell in one statement, the cell advanced by ``advance``."""
+    advanced = advance.returning(c.last_generation).cte("advanced")
+    inserted = insert(observations).from_select(
+        list(_pending_row), select(*_pending_select).select_from(advanced)
+    )
+    return select(
+        select(func.count()).select_from(inserted.returning(o.generation).cte("inserted")).scalar_subquery()
+    )
+
 
 _previous_key = and_(_where_obs_cell, o.generation == bindparam("p_previous"))
-_advanced_after_previous = (
-    _advance.where(select(o.generation).where(_previous_key, o.payload.is_not(None)).exists())
-    .returning(c.last_generation)
-    .cte("advanced")
-)
-_released_previous = (
-    update(observations)
-    .where(_previous_key, o.payload.is_not(None), select(_advanced_after_previous.c.last_generation).exists())
-    .values(**_drop_payload)
-    .returning(o.generation)
-    .cte("released")
-)
-_inserted_next = (
-    insert(observations)
-    .from_select(list(_pending_row), select(*_pending_select).select_from(_advanced_after_previous))
-    .returning(o.generation)
-    .cte("inserted")
-)
+
+
+def _release_previous_and_insert_pending(advance: Any) -> Any:
+    """begin(g > 0) in one statement, the cell advanced by ``advance``."""
+    advanced = (
+        advance.where(select(o.generation).where(_previous_key, o.payload.is_not(None)).exists())
+        .returning(c.last_generation)
+        .cte("advanced")
+    )
+    released = (
+        update(observations)
+        .where(_previous_key, o.payload.is_not(None), select(advanced.c.last_generation).exists())
+        .values(**_drop_payload)
+        .returning(o.generation)
+        .cte("released")
+    )
+    inserted = (
+        insert(observations)
+        .from_select(list(_pending_row), select(*_pending_select).select_from(advanced))
+        .returning(o.generation)
+        .cte("inserted")
+    )
+    return select(select(func.count()).select_from(inserted).scalar_subquery()).add_cte(released)
+
+
+_BEGIN = (*_KEY, "p_previous", "p_now", "p_request", *_HOST)
+
+#: begin(0) of a new cell: advance it and write the pending row; 1 = done.
+insert_first_pending_at_once = Statement(_insert_first_pending(_advance), *_BEGIN)
+insert_first_pending_at_once_fenced = Statement(_insert_first_pending(_advance_fenced), *_BEGIN)
 
 #: begin(g > 0): advance the cell if generation g−1 holds its answer, release
 #: g−1 (the implicit acknowledgement) and write the pending row; 1 = done.
 release_previous_and_insert_pending_at_once = Statement(
-    select(select(func.count()).select_from(_inserted_next).scalar_subquery()).add_cte(_released_previous),
-    *_KEY,
-    "p_previous",
-    "p_now",
-    "p_request",
+    _release_previous_and_insert_pending(_advance), *_BEGIN
+)
+release_previous_and_insert_pending_at_once_fenced = Statement(
+    _release_previous_and_insert_pending(_advance_fenced), *_BEGIN
 )
 
-_locked_cell = select(c.session_id).where(_where_cell).with_for_update().cte("locked_cell")
-_recorded = _retain.where(select(_locked_cell.c.session_id).exists()).returning(o.generation).cte("recorded")
-_closed = _close.where(select(_recorded.c.generation).exists()).returning(c.cell_id).cte("closed")
+
+def _retain_and_close(retain: Any) -> Any:
+    """record(g) of a closing outcome in one statement, the row stored by ``retain``."""
+    locked_cell = select(c.session_id).where(_where_cell).with_for_update().cte("locked_cell")
+    recorded = retain.where(select(locked_cell.c.session_id).exists()).returning(o.generation).cte("recorded")
+    closed = _close.where(select(recorded.c.generation).exists()).returning(c.cell_id).cte("closed")
+    return select(select(func.count()).select_from(recorded).scalar_subquery()).add_cte(closed)
+
 
 #: record(g) of a closing outcome: lock the cell, store the outcome of pending
 #: g and close the cell; 1 = done.
-update_retained_and_cell_closed_at_once = Statement(
-    select(select(func.count()).select_from(_recorded).scalar_subquery()).add_cte(_closed),
-    *_KEY,
-    "p_kind",
-    *_PAYLOAD,
+update_retained_and_cell_closed_at_once = Statement(_retain_and_close(_retain), *_KEY, "p_kind", *_PAYLOAD)
+update_retained_and_cell_closed_at_once_owned = Statement(
+    _retain_and_close(_retain_owned), *_KEY, "p_kind", *_PAYLOAD, *_HOST
 )
 
 # -- summaries ---------------------------------------------------------------

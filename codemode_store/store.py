@@ -17,10 +17,17 @@ front end and ``observe`` run prepared calls through it, and a
 :class:`~codemode_store.calls.Call` (exported from ``codemode_store.calls``)
 runs any function of a connection the same way. Maintenance code uses the
 narrower ``read`` and ``write`` (the ``Transactions`` protocol).
+
+A store opened with a ``host_id`` (docs/several-hosts.md) claims it in one transaction on
+open (``hosts.claim``), renews its lease from a daemon thread
+(``lease_keeper.LeaseThread``) and ends it on ``close()``; its operations carry
+its host id and incarnation (``owner``), so that ``begin`` is fenced and
+``record``/``fail`` touch only its own pending rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from collections.abc import Callable, Mapping
@@ -32,7 +39,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
 from . import calls, integrity, observe, retention, space
-from .calls import DEFAULT_FAIL_TEXT, Call, Op, now_micros, run_call
+from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, now_micros, run_call
 from .engine import (
     DEFAULT_BUSY_TIMEOUT,
     READ_ONLY,
@@ -44,6 +51,8 @@ from .engine import (
 )
 from .errors import DatabaseError, InvalidInput, StoreError
 from .group_commit import GroupCommit
+from .hosts import HostInfo
+from .lease_keeper import RENEWALS_PER_LEASE, LeaseThread
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
 from .observe import Run
@@ -53,6 +62,7 @@ from .validation import check_identifier
 from .wire import Outcome
 
 __all__ = [
+    "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "ObservationStore",
     "StoreSession",
@@ -61,12 +71,22 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+#: How long a host's lease lasts unless renewed (``open``'s ``lease_seconds``).
+DEFAULT_LEASE_SECONDS = 30.0
 
 T = TypeVar("T")
 
 
-def check_open_options(max_payload_bytes: object, busy_timeout: object) -> None:
+def check_open_options(
+    max_payload_bytes: object,
+    busy_timeout: object,
+    host_id: object = None,
+    lease_seconds: object = DEFAULT_LEASE_SECONDS,
+) -> None:
     """Raise ``InvalidInput`` unless the options of ``open`` are usable."""
+    if host_id is not None:
+        check_identifier(host_id, "host_id")
+    calls.check_lease_seconds(lease_seconds)
     if isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int) or max_payload_bytes < 1:
         raise InvalidInput(f"max_payload_bytes must be a positive integer, not {max_payload_bytes!r}")
     if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) or busy_timeout < 0:
@@ -89,6 +109,15 @@ class ObservationStore:
         #: SQLite's writes queue here and share commits (see ``group_commit``).
         self._group = GroupCommit(self._writers) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes
+        #: The host id the store was opened with (``None``: no host id; docs/several-hosts.md).
+        self.host_id: str | None = None
+        #: The incarnation of ``host_id`` this store holds (``None`` without host id).
+        self.incarnation: int | None = None
+        #: How many generations of earlier incarnations ``open`` failed.
+        self.recovered = 0
+        #: How long the lease lasts unless renewed, in seconds.
+        self.lease_seconds = DEFAULT_LEASE_SECONDS
+        self._lease: LeaseThread | None = None
 
     @classmethod
     def open(
@@ -98,6 +127,8 @@ class ObservationStore:
         durability: Durability = "full",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        host_id: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> ObservationStore:
         """Open the store at a path or SQLAlchemy URL, creating or upgrading its schema.
 
@@ -107,16 +138,49 @@ class ObservationStore:
         (never corruption); ``max_payload_bytes`` caps one stored payload;
         ``busy_timeout`` is how many seconds a writer waits for a lock (SQLite's
         busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``.
+
+        ``host_id`` names the host slot this process holds (docs/several-hosts.md): the open
+        claims its next incarnation, fails the generations its earlier
+        incarnations left pending (``recovered`` says how many) and keeps a
+        lease of ``lease_seconds``, renewed every third of it in a daemon
+        thread until ``close()``. Without it the store never renews a lease
+        and never fences anyone (Core's acknowledgements, the CLI).
         """
-        check_open_options(max_payload_bytes, busy_timeout)
+        check_open_options(max_payload_bytes, busy_timeout, host_id, lease_seconds)
         engine = build_engine(to_url(url), durability=durability, busy_timeout=float(busy_timeout))
         try:
             with errors_of_database():
                 ensure_schema(engine)
+            store = cls(engine, max_payload_bytes=max_payload_bytes)
+            if host_id is not None:
+                store._claim(host_id, float(lease_seconds))
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, max_payload_bytes=max_payload_bytes)
+        return store
+
+    def _claim(self, host_id: str, lease_seconds: float) -> None:
+        """Claim the next incarnation of ``host_id`` and start renewing its lease."""
+        incarnation, recovered = self.run(calls.claim_host(host_id, lease_seconds))
+        self.incarnation, self.recovered = incarnation, recovered
+        self.host_id = host_id
+        self.lease_seconds = lease_seconds
+        self._lease = LeaseThread(
+            self._renew_lease, lease_seconds / RENEWALS_PER_LEASE, f"codemode-store-lease-{host_id}"
+        )
+        self._lease.start()
+        weakref.finalize(self, self._lease.stop)
+
+    def _renew_lease(self) -> bool:
+        owner = self.owner
+        return owner is not None and self.run(calls.renew_lease(owner))
+
+    @property
+    def owner(self) -> Owner:
+        """The host id and incarnation this store writes as, or ``None`` (opened without host id)."""
+        if self.host_id is None or self.incarnation is None:
+            return None
+        return (self.host_id, self.incarnation)
 
     @property
     def engine(self) -> Engine:
@@ -168,7 +232,18 @@ class ObservationStore:
         return self.run(_call(work, True, session_id))
 
     def close(self) -> None:
-        """Close every pooled connection; the store is not used afterwards."""
+        """End the lease (if any) and close every pooled connection; the store is not used afterwards.
+
+        Ending the lease makes the host lost at once: any store's
+        ``fail_pending`` may fail what it left pending, without waiting for
+        the lease to run out.
+        """
+        lease, self._lease = self._lease, None
+        owner = self.owner
+        if lease is not None and owner is not None:
+            lease.stop()
+            with contextlib.suppress(StoreError):  # the database is away: the lease runs out
+                self.run(calls.end_lease(owner))
         self._writers.close()
         self._readers.close()
         # The pool's own dispose, not the engine's: Engine.dispose() also builds a
@@ -199,11 +274,19 @@ class ObservationStore:
         return self.run(calls.pending())
 
     def fail_pending(self, error_text: str = DEFAULT_FAIL_TEXT) -> int:
-        """Turn every pending observation into ``failed``; return how many.
+        """Fail the pending observations no live host is running; return how many.
 
-        A host calls this on start, so no generation stays pending after a restart.
+        A host calls this on start, so no generation stays pending after a
+        restart. With a host id: its earlier incarnations' rows; without: the
+        rows begun without a host id (failed with ``error_text``). Either
+        way, the rows of lost hosts (``"host H lost: ..."``), never a live
+        host's (docs/several-hosts.md).
         """
-        return self.run(calls.fail_pending(error_text, self.max_payload_bytes))
+        return self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+
+    def hosts(self) -> list[HostInfo]:
+        """Return every host id the store has seen: incarnation, lease, live or lost, pending count."""
+        return self.run(calls.list_hosts())
 
     def end_session(self, session_id: str) -> int:
         """Delete every row of a session; return how many observations went (0 if unknown)."""
@@ -261,18 +344,21 @@ class StoreSession:
         self, cell_id: str, generation: int, request: Mapping[str, Any] | None = None
     ) -> Observation | None:
         """Start observe request ``generation``: ``None`` to run it, or the replayed observation."""
-        return self._store.run(calls.begin(self.session_id, cell_id, generation, request))
+        store = self._store
+        return store.run(calls.begin(self.session_id, cell_id, generation, request, store.owner))
 
     def record(self, cell_id: str, generation: int, outcome: Outcome | Mapping[str, Any]) -> None:
         """Store the outcome of pending ``generation``; a wire object is accepted too."""
-        self._store.run(
-            calls.record(self.session_id, cell_id, generation, outcome, self._store.max_payload_bytes)
+        store = self._store
+        store.run(
+            calls.record(self.session_id, cell_id, generation, outcome, store.max_payload_bytes, store.owner)
         )
 
     def fail(self, cell_id: str, generation: int, error_text: str) -> None:
         """Mark pending ``generation`` failed: it replays as ``error_text``."""
-        self._store.run(
-            calls.fail(self.session_id, cell_id, generation, error_text, self._store.max_payload_bytes)
+        store = self._store
+        store.run(
+            calls.fail(self.session_id, cell_id, generation, error_text, store.max_payload_bytes, store.owner)
         )
 
     def release(self, cell_id: str, generation: int) -> bool:

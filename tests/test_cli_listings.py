@@ -125,7 +125,7 @@ def test_csv_and_tsv_have_a_header_and_one_line_a_record(url: str, name: str, de
     rows = list(csv.reader(io.StringIO(out), delimiter=delimiter))
     assert rows[0] == list(RECORD_KEYS[Observation])
     (failed,) = api_history(url, "a", "bad")
-    expected = {**inspection.record(failed), "kind": "", "released_at": ""}
+    expected = {**inspection.record(failed), "kind": "", "released_at": "", "host_id": ""}
     assert rows[1:] == [[str(expected[key]) for key in RECORD_KEYS[Observation]]]
     cells = list(
         csv.DictReader(io.StringIO(run(["--db", url, "cells", "--format", name]).stdout), delimiter=delimiter)

@@ -37,6 +37,7 @@ RUNNABLE_DOCS = [
     DOCS / "security.md",
     DOCS / "development.md",
     DOCS / "host.md",
+    DOCS / "several-hosts.md",
 ]
 
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -306,7 +307,8 @@ def test_the_reference_host_speaks_json_lines(tmp_path: Path) -> None:
             },
         },
     ]
-    assert done.stderr == "host ready: session 't', 0 interrupted generation(s) failed\n"
+    host = f"host {socket.gethostname()!r} incarnation 1"
+    assert done.stderr == f"host ready: {host}, session 't', 0 interrupted generation(s) failed\n"
     host_pid = audit.read_text().split()[2]
     assert audit.read_text() == f"c 0 {host_pid}\n"  # the replay ran nothing
 

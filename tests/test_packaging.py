@@ -130,6 +130,13 @@ def test_the_wheel_ships_the_migrations_and_cli_inside_the_package(wheel: Path) 
         for path in (ROOT / "migrations/versions").glob("*.py")
     }
     assert expected and versions >= expected
+    # The web page's templates and static files (the `web` extra's page needs nothing from the network).
+    web = {
+        f"codemode_store/web/{path.relative_to(ROOT / 'codemode_store/web')}"
+        for folder in ("templates", "static")
+        for path in (ROOT / "codemode_store/web" / folder).iterdir()
+    }
+    assert web and web <= names
     tops = {name.split("/")[0] for name in names}
     assert tops == {"codemode_store", f"codemode_store-{codemode_store.__version__}.dist-info"}
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)

@@ -183,8 +183,10 @@ def _is_replaceable(path: Path) -> bool:
         return False
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables <= {"cells", "observations", "alembic_version"}:
+        if not tables <= {"cells", "observations", "hosts", "alembic_version"}:
             return False
+        if "hosts" in tables and conn.execute("SELECT 1 FROM hosts").fetchone() is not None:
+            return False  # a host with an id used it: never the demo's
         if "cells" not in tables:
             return True
         sessions = {row[0] for row in conn.execute("SELECT DISTINCT session_id FROM cells")}
@@ -404,6 +406,16 @@ drops every row of it; the demo keeps them so that you can look for yourself."""
     activate = Path(shlex.split(command)[0]).with_name("activate")
     if command != "codemode-store" and activate.is_file():
         echo(f"(or activate the environment first: source {shlex.quote(str(activate))})")
+    echo(f"In a web browser (open the URL it prints): {command} {db} serve{_web_extra_hint()}")
+
+
+def _web_extra_hint() -> str:
+    """Say how to install the page's extra, when it is missing (looked up, not imported)."""
+    import importlib.util
+
+    if all(importlib.util.find_spec(name) for name in ("starlette", "uvicorn", "jinja2")):
+        return ""
+    return "  (first: pip install 'codemode-store[web]')"
 
 
 def run_demo(path: Path, echo: Echo, *, command: str = "codemode-store") -> DemoResult:

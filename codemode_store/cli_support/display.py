@@ -20,13 +20,16 @@ from urllib.parse import unquote_to_bytes
 from ..observation import CellSummary, Observation
 from ..wire import ImageItem, TextItem
 
-if TYPE_CHECKING:  # both import SQLAlchemy, which `display` must not load for the CLI
+if TYPE_CHECKING:  # they import SQLAlchemy, which `display` must not load for the CLI
+    from ..hosts import HostInfo
     from .admin import RevisionInfo
     from .inspection import SessionSummary, StoreStats
 
 __all__ = [
     "CELL_COLUMNS",
+    "CONTROL_CHARACTERS",
     "HISTORY_COLUMNS",
+    "HOST_COLUMNS",
     "SESSION_COLUMNS",
     "Columns",
     "ImageSummary",
@@ -38,6 +41,7 @@ __all__ = [
     "format_time",
     "history_row",
     "history_table",
+    "host_row",
     "observation_text",
     "quoted",
     "revisions_table",
@@ -55,6 +59,8 @@ _CONTROLS = (
     # Lone surrogates (a file name that is not UTF-8): no terminal can print them.
     "\ud800-\udfff"
 )
+#: The characters :func:`escape` writes as escapes (besides newline and tab), as a regex class body.
+CONTROL_CHARACTERS = _CONTROLS
 _UNSAFE_IN_TEXT = re.compile(f"[{_CONTROLS}]")
 _UNSAFE_IN_LINE = re.compile(f"[\t\n{_CONTROLS}]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\b": "\\b"}
@@ -280,10 +286,16 @@ SESSION_COLUMNS = Columns(
     "(no sessions)",
 )
 HISTORY_COLUMNS = Columns(
-    ("gen", "state", "kind", "bytes", "recorded (UTC)", "released (UTC)"),
+    ("gen", "state", "kind", "bytes", "recorded (UTC)", "released (UTC)", "host"),
     frozenset({0, 3}),
     1,
     "(no observations)",
+)
+HOST_COLUMNS = Columns(
+    ("host", "incarnation", "lease ends (UTC)", "status", "pending"),
+    frozenset({1, 4}),
+    None,
+    "(no hosts)",
 )
 
 
@@ -323,6 +335,18 @@ def history_row(o: Observation) -> list[str]:
         _number(o.payload_bytes),
         format_time(o.recorded_at),
         format_time(o.released_at),
+        "-" if o.host_id is None else escape(o.host_id),
+    ]
+
+
+def host_row(h: HostInfo) -> list[str]:
+    """Return the escaped table cells of one host id."""
+    return [
+        escape(h.host_id),
+        str(h.incarnation),
+        format_time(h.lease_expires_at),
+        "live" if h.live else "lost",
+        str(h.pending),
     ]
 
 

@@ -4,7 +4,8 @@ The query functions take an open :class:`ObservationStore` and only read.
 The listings (:func:`iter_sessions`, :func:`iter_cells`, :func:`iter_history`)
 stream: rows come from an iterating (server-side on PostgreSQL) cursor as they
 are read, in index order, so the first rows of a store with millions of
-observations come as fast as those of a small one. :func:`record` turns any of
+observations come as fast as those of a small one; :func:`iter_hosts` lists
+the host ids (docs/several-hosts.md). :func:`record` turns any of
 the values they return (and the store's own ``Observation`` and
 ``CellSummary``) into a JSON object with the stable keys listed in
 ``RECORD_KEYS`` (documented in docs/cli.md).
@@ -28,11 +29,13 @@ from sqlalchemy import (
     literal,
     not_,
     select,
+    tuple_,
 )
 
 from .. import migrate, space
 from ..engine import READ_ONLY
 from ..errors import FutureGeneration, InvalidInput, UnknownCell
+from ..hosts import HostInfo, host_info, select_host_infos
 from ..jsonable import json_object
 from ..observation import CellSummary, Observation, ObservationState, from_micros
 from ..operations import to_cell_summary, to_observation
@@ -48,6 +51,7 @@ __all__ = [
     "CELL_STATES",
     "RECORD_KEYS",
     "CellSummary",
+    "HostInfo",
     "NoOutcome",
     "Observation",
     "SessionSummary",
@@ -55,6 +59,7 @@ __all__ = [
     "cell_ids",
     "iter_cells",
     "iter_history",
+    "iter_hosts",
     "iter_sessions",
     "observation",
     "record",
@@ -128,7 +133,9 @@ RECORD_KEYS: dict[type, tuple[str, ...]] = {
         "recorded_at",
         "released_at",
         "error_text",
+        "host_id",
     ),
+    HostInfo: ("host_id", "incarnation", "lease_expires_at", "live", "pending"),
     StoreStats: (
         "database",
         "backend",
@@ -150,7 +157,7 @@ RECORD_KEYS: dict[type, tuple[str, ...]] = {
 }
 
 
-def record(value: SessionSummary | CellSummary | Observation | StoreStats) -> dict[str, Any]:
+def record(value: SessionSummary | CellSummary | Observation | StoreStats | HostInfo) -> dict[str, Any]:
     """Return the JSON object of a value: its ``RECORD_KEYS``, times as ISO 8601 UTC (``json_object``)."""
     return json_object(value, RECORD_KEYS[type(value)])
 
@@ -209,18 +216,26 @@ def iter_cells(
     state: ObservationState | None = None,
     closed: bool | None = None,
     limit: int | None = None,
+    after: tuple[str, str] | None = None,
 ) -> Iterator[CellSummary]:
     """Yield cell summaries ordered by session id, then cell id, as they are read.
 
     ``state`` keeps the cells whose last generation is in that state (a cell
     with no observation yet has none); ``closed`` keeps closed (``True``) or
-    open (``False``) cells; ``limit`` stops after that many.
+    open (``False``) cells; ``limit`` stops after that many; ``after`` (a
+    session id and cell id) starts after that cell: the next page, read from
+    the index at that key (no ``OFFSET``).
     """
     params: dict[str, Any] = {}
     statement: Select[Any] = select(*CELL_SUMMARY_COLUMNS).select_from(cells_with_last_observation)
     if session_id is not None:
         params["p_session_id"] = check_identifier(session_id, "session_id")
         statement = statement.where(c.session_id == bindparam("p_session_id"))
+    if after is not None:
+        params["p_after_session"], params["p_after_cell"] = after
+        statement = statement.where(
+            tuple_(c.session_id, c.cell_id) > tuple_(bindparam("p_after_session"), bindparam("p_after_cell"))
+        )
     if state is not None:
         if state not in CELL_STATES:
             raise InvalidInput(f"state must be one of {', '.join(CELL_STATES)}, not {state!r}")
@@ -250,10 +265,19 @@ _SESSION_COLUMNS = (
 )
 
 
-def iter_sessions(store: ObservationStore, *, limit: int | None = None) -> Iterator[SessionSummary]:
-    """Yield one summary per session that has cells, ordered by session id, as they are read."""
+def iter_sessions(
+    store: ObservationStore, *, limit: int | None = None, after: str | None = None
+) -> Iterator[SessionSummary]:
+    """Yield one summary per session that has cells, ordered by session id, as they are read.
+
+    ``after`` starts after that session id (the next page, with no ``OFFSET``).
+    """
     params: dict[str, Any] = {}
-    statement: Select[Any] = select(*_SESSION_COLUMNS).group_by(c.session_id).order_by(c.session_id)
+    statement: Select[Any] = select(*_SESSION_COLUMNS)
+    if after is not None:
+        params["p_after_session"] = after
+        statement = statement.where(c.session_id > bindparam("p_after_session"))
+    statement = statement.group_by(c.session_id).order_by(c.session_id)
     for row in _stream(store, _limited(statement, params, limit), params):
         session_id, n_cells, n_open, count, held, created, *times = row
         activity = max([created, *(t for t in times if t is not None)])
@@ -285,13 +309,18 @@ _cell_known = select(literal(1)).where(
 
 
 def iter_history(
-    store: ObservationStore, session_id: str, cell_id: str, *, limit: int | None = None
+    store: ObservationStore,
+    session_id: str,
+    cell_id: str,
+    *,
+    limit: int | None = None,
+    after: int | None = None,
 ) -> Iterator[Observation]:
     """Yield the observations of one cell in generation order, as they are read.
 
     ``UnknownCell`` when the session does not know the cell. The observations
     carry no ``outcome`` (a listing does not read payloads); a failed one
-    carries its ``error_text``.
+    carries its ``error_text``. ``after`` starts after that generation.
     """
     session = check_identifier(session_id, "session_id")
     cell = check_identifier(cell_id, "cell_id", session_id=session)
@@ -299,6 +328,9 @@ def iter_history(
     statement: Select[Any] = select(*_HISTORY_COLUMNS).where(
         o.session_id == bindparam("p_session_id"), o.cell_id == bindparam("p_cell_id")
     )
+    if after is not None:
+        params["p_after_generation"] = after
+        statement = statement.where(o.generation > bindparam("p_after_generation", type_=o.generation.type))
     statement = _limited(statement.order_by(o.generation), params, limit)
     known = _stream(store, _cell_known, params, session_id=session, cell_id=cell)
     if next(known, None) is None:
@@ -306,6 +338,17 @@ def iter_history(
     known.close()
     for row in _stream(store, statement, params, session_id=session, cell_id=cell):
         yield to_observation(list(row), with_outcome=False)
+
+
+def iter_hosts(store: ObservationStore, *, limit: int | None = None) -> Iterator[HostInfo]:
+    """Yield every host id the store has seen, ordered by host id, as they are read.
+
+    ``live`` is judged by the database's clock, as recovery judges it.
+    """
+    params: dict[str, Any] = {}
+    statement = _limited(select_host_infos.clause, params, limit)  # type: ignore[arg-type]
+    for row in _stream(store, statement, params):
+        yield host_info(row)
 
 
 # -- ids for shell completion ------------------------------------------------------------
@@ -350,6 +393,11 @@ def _ids(store: ObservationStore, statement: Select[Any], params: dict[str, Any]
 # -- one observation ----------------------------------------------------------------------
 
 
+_last_generation = select(c.last_generation).where(
+    c.session_id == bindparam("p_session_id"), c.cell_id == bindparam("p_cell_id")
+)
+
+
 def observation(
     store: ObservationStore, session_id: str, cell_id: str, generation: int | None
 ) -> Observation:
@@ -362,12 +410,16 @@ def observation(
     if generation is None:
         session = handle.session_id
         cell = check_identifier(cell_id, "cell_id", session_id=session)
-        summary = next((s for s in handle.cells() if s.cell_id == cell), None)
-        if summary is None:
+        # One row by its key: not a summary of every cell of the session.
+        found_cell = store.read(
+            lambda conn: conn.execute(_last_generation, {"p_session_id": session, "p_cell_id": cell}).first(),
+            session_id=session,
+        )
+        if found_cell is None:
             raise UnknownCell("the session does not know this cell", session_id=session, cell_id=cell)
-        if summary.last_generation is None:
+        if found_cell[0] is None:
             raise FutureGeneration("the cell has no observation yet", session_id=session, cell_id=cell)
-        generation = summary.last_generation
+        generation = int(found_cell[0])
     found = handle.get(cell_id, generation)
     if found is None:
         raise FutureGeneration(

@@ -2,22 +2,27 @@
 
 Each line on stdin is one request, each line on stdout its answer (see
 docs/host.md); the host runs cells as shell commands and stores every answer
-before it writes it. It fails what a previous host left pending when it starts,
-and stops every command when its input ends.
+before it writes it. It holds a host id (``--host-id``, default the machine's
+host name; see docs/several-hosts.md), fails what a previous host left pending
+when it starts and what lost hosts left pending once per lease period, stops
+every command when its input ends, and stops serving (exit status 1) once
+another process took over its host id (``HostFenced``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import StoreError
-from ..store import ObservationStore
+from ..store import DEFAULT_LEASE_SECONDS, ObservationStore
 from .commands import CommandRuntime
-from .server import Host, serve
+from .recovery import Recovery
+from .server import RESTART_TEXT, Host, serve
 
 __all__ = ["main"]
 
@@ -48,18 +53,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FILE",
         help="append 'cell generation pid' to FILE (synced) before the runtime runs a generation",
     )
+    parser.add_argument(
+        "--host-id",
+        default=None,
+        metavar="NAME",
+        help="this host's id among those sharing the store (default: the machine's host name)",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=DEFAULT_LEASE_SECONDS,
+        metavar="S",
+        help=f"the host's lease, renewed every third of it (default: {DEFAULT_LEASE_SECONDS:g})",
+    )
     args = parser.parse_args(argv)
     on_run = None if args.audit is None else _audit_log(args.audit)
+    host_id = socket.gethostname() if args.host_id is None else args.host_id
     try:
-        with ObservationStore.open(args.db) as store, CommandRuntime() as runtime:
+        with (
+            ObservationStore.open(args.db, host_id=host_id, lease_seconds=args.lease_seconds) as store,
+            CommandRuntime() as runtime,
+        ):
             host = Host(store, runtime, args.session, on_run=on_run)
-            failed = host.start()
+            failed = store.recovered + host.start()
             print(
-                f"host ready: session {host.session_id!r}, {failed} interrupted generation(s) failed",
+                f"host ready: host {store.host_id!r} incarnation {store.incarnation}, "
+                f"session {host.session_id!r}, {failed} interrupted generation(s) failed",
                 file=sys.stderr,
                 flush=True,
             )
-            serve(host, sys.stdin.buffer, sys.stdout.buffer)
+            recovery = Recovery(store, RESTART_TEXT, store.lease_seconds)
+            try:
+                serve(host, sys.stdin.buffer, sys.stdout.buffer)
+            finally:
+                recovery.stop()
+            if host.fenced is not None:
+                raise host.fenced
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

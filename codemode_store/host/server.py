@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
-from ..errors import InvalidInput, StoreError
+from ..errors import HostFenced, InvalidInput, StoreError
 from ..observe import failure_text
 from ..store import ObservationStore
 from ..wire import Outcome
@@ -84,6 +84,8 @@ class Host:
         self._session = store.session(session_id)
         self._runtime = runtime
         self._on_run = on_run
+        #: Set once the store's host id was taken over by another process: stop serving.
+        self.fenced: HostFenced | None = None
 
     @property
     def session_id(self) -> str:
@@ -102,6 +104,8 @@ class Host:
         except _Refused as refused:
             return {"id": request_id, "error": {"code": refused.code, "message": refused.message}}
         except StoreError as exc:
+            if isinstance(exc, HostFenced):
+                self.fenced = exc
             return {"id": request_id, "error": {"code": type(exc).__name__, "message": str(exc)}}
         except Exception as exc:  # a runtime's own failure must not stop the host
             return {"id": request_id, "error": {"code": RUNTIME_FAILURE, "message": failure_text(exc)}}
@@ -184,7 +188,10 @@ def _check_fields(op: str, request: Mapping[str, Any]) -> None:
 
 
 def serve(host: Host, requests: Iterable[bytes], answers: IO[bytes]) -> int:
-    """Answer JSON request lines with JSON answer lines, one each, until the input ends; return the count."""
+    """Answer JSON request lines with JSON answer lines, one each, until the input ends; return the count.
+
+    A ``HostFenced`` answer is the last: the host stops serving.
+    """
     count = 0
     for line in requests:
         if not line.strip():
@@ -192,4 +199,6 @@ def serve(host: Host, requests: Iterable[bytes], answers: IO[bytes]) -> int:
         answers.write(host.handle_line(line).encode("ascii") + b"\n")
         answers.flush()
         count += 1
+        if host.fenced is not None:
+            break  # another process holds the host id now: this one must stop
     return count
