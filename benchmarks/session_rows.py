@@ -110,7 +110,7 @@ def bench(args: argparse.Namespace, details: dict[str, Any], folder: Path) -> li
                 local,
                 "16 full",
                 "peer 16 producers",
-                "persist-queue SQLiteAckQueue, 16 producers (FULL)",
+                "16 producers on persist-queue SQLiteAckQueue (FULL)",
                 ">= 3x",
                 3.0,
             )
@@ -198,7 +198,7 @@ def bench(args: argparse.Namespace, details: dict[str, Any], folder: Path) -> li
         for count in ("4", "16"):
             rows.append(
                 compare(
-                    f"PostgreSQL, {count} sessions (no group commit)",
+                    f"{count} sessions on PostgreSQL (no group commit)",
                     pg,
                     f"{count} sessions",
                     "1 sessions",

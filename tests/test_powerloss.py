@@ -273,10 +273,10 @@ def test_normal_loses_only_a_tail_and_never_corrupts(fuse_works: None, tmp_path:
 def test_eight_sessions_sharing_commits_lose_nothing_acknowledged(fuse_works: None, tmp_path: Path) -> None:
     """Each writer runs 8 sessions at once (group commit); a cut loses no acknowledged step of any."""
     seed = random.Random(os.getpid() ^ time.time_ns()).randrange(2**32)
-    report = run_campaign(16, durability="full", mode="mixed", seed=seed, folder=tmp_path, sessions=8)
+    report = run_campaign(10, durability="full", mode="mixed", seed=seed, folder=tmp_path, sessions=8)
     assert report.violations == [], f"seed {seed}: {report.violations[:10]}"
-    assert report.cuts == 16 and report.sessions == 8
-    assert report.acknowledged > 1000, report  # the cuts landed inside eight busy host loops
+    assert report.cuts == 10 and report.sessions == 8
+    assert report.acknowledged > 500, report  # the cuts landed inside eight busy host loops
     assert report.lost == 0 and report.corrupt == 0
 
 
