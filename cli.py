@@ -1129,16 +1129,6 @@ def _invocation() -> str:
     return shlex.quote(os.path.abspath(script))
 
 
-@contextlib.contextmanager
-def _listening(host: str | None, port: int) -> Iterator[None]:
-    """Turn a socket that cannot be bound (a port in use, an unknown host) into one error line."""
-    try:
-        yield
-    except OSError as exc:
-        where = f"{host or '127.0.0.1'}:{port}"
-        raise StoreFailure(f"cannot listen on {where}: {exc.strerror or exc}") from exc
-
-
 #: The extra that ``serve`` needs, and the modules it brings.
 WEB_EXTRA_MODULES = ("starlette", "uvicorn", "jinja2", "markupsafe")
 
@@ -1172,15 +1162,20 @@ def serve(port: int, host: str | None, allow_release: bool) -> None:
         raise StoreFailure(
             f"serve needs the web extra ({missing} is not installed): pip install 'codemode-store[web]'"
         ) from exc
-    with _naming_the_database(), _listening(host, port):
-        run(
-            _target(),
-            port=port,
-            host=host,
-            allow_release=allow_release,
-            echo=click.echo,
-            command=_invocation(),
-        )
+    from codemode_store.cli_support.errors import CannotListen
+
+    with _naming_the_database():
+        try:
+            run(
+                _target(),
+                port=port,
+                host=host,
+                allow_release=allow_release,
+                echo=click.echo,
+                command=_invocation(),
+            )
+        except CannotListen as exc:  # about the socket, not the database
+            raise StoreFailure(_safe(str(exc))) from exc
 
 
 # -- moving a store: copy, backup, export, import --------------------------------------------------------

@@ -444,8 +444,8 @@ def fail_pending(
     payload: PreparedPayload,
     host_id: str | None = None,
     incarnation: int | None = None,
-) -> int:
-    """Fail the pending rows no live host is running (the sets of docs/several-hosts.md); return how many.
+) -> hosts.Recovered:
+    """Fail the pending rows no live host is running (the sets of docs/several-hosts.md); say whose.
 
     With a host id: the rows of its earlier incarnations (``RESTARTED_TEXT``);
     without: the rows begun without a host id (``payload``). Either way, the
@@ -462,7 +462,7 @@ def fail_pending(
             hosts.update_earlier_incarnations_failed,
             (host_id, incarnation, restarted.data, restarted.size, restarted.sha256, now),
         )
-    return own + hosts.fail_lost(db, now, host_id)
+    return hosts.Recovered(own, hosts.fail_lost(db, now, host_id))
 
 
 # -- release ----------------------------------------------------------------------

@@ -37,6 +37,7 @@ RUNNABLE_DOCS = [
     DOCS / "security.md",
     DOCS / "development.md",
     DOCS / "host.md",
+    DOCS / "telemetry.md",
     DOCS / "several-hosts.md",
 ]
 

@@ -325,3 +325,29 @@ def test_a_row_that_fails_its_checks_is_named_by_line(source: ObservationStore, 
         with pytest.raises(BadSessionFile, match=f"line {len(lines) + 1}: generation is a whole number"):
             import_session(target, io.BytesIO(forged))
         assert rows(target)["cells"] == []
+
+
+# -- host ids (revision 0003) ------------------------------------------------------------------------
+
+
+def test_host_ids_and_their_hosts_rows_come_along(tmp_path: Path, store_url: str) -> None:
+    from codemode_store.hosts import RESTARTED_TEXT
+
+    ObservationStore.open(tmp_path / "hosted.db", host_id="worker-2").close()  # a host that began nothing
+    with ObservationStore.open(tmp_path / "hosted.db", host_id="worker-1", lease_seconds=3600) as hosted:
+        populate(hosted, "h1")
+        assert [h.host_id for h in hosted.hosts()] == ["worker-1", "worker-2"]
+        data = exported(hosted, "h1")
+        as_exported = rows(hosted)  # close() ends worker-1's lease: its hosts row changes
+        copy_to(hosted, store_url)
+        with ObservationStore.open(store_url) as copied:
+            assert rows(copied) == rows(hosted)
+            assert copied.session("h1").get("running", 0).host_id == "worker-1"
+            assert copied.fail_pending() == 0  # worker-1's lease runs: its pending row is its own
+    with ObservationStore.open(store_url, host_id="worker-1") as restarted:
+        assert (restarted.incarnation, restarted.recovered) == (2, 1)
+        assert restarted.session("h1").get("running", 0).error_text == RESTARTED_TEXT
+    with ObservationStore.open(tmp_path / "imported.db") as target:
+        import_session(target, io.BytesIO(data))
+        assert rows(target)["hosts"] == [row for row in as_exported["hosts"] if row[0] == "worker-1"]
+        assert of_sessions(rows(target), "h1") | {"hosts": []} == as_exported | {"hosts": []}
