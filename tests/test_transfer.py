@@ -77,6 +77,20 @@ def test_copy_round_trip_keeps_every_row_and_the_rules(
         check_rules_hold(middle, source)
 
 
+def test_a_target_at_an_older_revision_is_upgraded_then_filled(
+    source: ObservationStore, tmp_path: Path
+) -> None:
+    from codemode_store.migrate import HEAD_REVISION, current_revision, downgrade
+
+    with ObservationStore.open(tmp_path / "old.db") as old:
+        downgrade(old.engine, "0002")
+        assert current_revision(old.engine) == "0002"
+    copy_to(source, tmp_path / "old.db")
+    with ObservationStore.open(tmp_path / "old.db") as upgraded:
+        assert current_revision(upgraded.engine) == HEAD_REVISION
+        assert rows(upgraded) == rows(source)
+
+
 def test_a_rerun_skips_identical_sessions_and_refuses_differing_ones(
     source: ObservationStore, store_url: str
 ) -> None:
@@ -122,7 +136,10 @@ def test_small_pages_and_chunks_still_copy_every_row(
     assert len(states) > 10  # a state per small batch, not one per session
 
 
-def test_the_copy_is_one_snapshot_while_a_host_writes(source: ObservationStore, tmp_path: Path) -> None:
+def test_the_copy_is_one_snapshot_while_a_host_writes(store: ObservationStore, tmp_path: Path) -> None:
+    source = store  # on each backend
+    populate(source, "s1")
+    populate(source, "s2")
     before = rows(source)
     wrote = []
 

@@ -547,3 +547,38 @@ def test_end_session_asks_then_purges(releasing: tuple[Server, Path]) -> None:
     done = request(server, where, method="POST", body=f"csrf={_csrf(confirm.text)}")
     assert done.status == 303
     assert HOSTILE_SESSION not in [s["session_id"] for s in _cli_json(path, "sessions")]
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_a_missing_browser_fails_the_browser_tests_under_ci_and_skips_them_otherwise(
+    tmp_path: Path, ci: str
+) -> None:
+    (tmp_path / "no_browser.py").write_text(
+        "import scripts.screenshot\nscripts.screenshot.CHROMIUM = '/nonexistent/chromium'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(CI=ci, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/test_web_browser.py",
+            "-p",
+            "no_browser",
+            "-q",
+            "-k",
+            "drawn",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if ci:
+        assert done.returncode == 1, done.stdout
+        assert "CI=true but the browser tests cannot run: /nonexistent/chromium is missing" in done.stdout
+    else:
+        assert done.returncode == 0, done.stdout
+        assert "1 skipped" in done.stdout
