@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -78,6 +79,28 @@ def test_every_python_block_runs_as_written(name: str, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, f"{name}\n{BLOCKS[name]}\n{done.stdout}\n{done.stderr}"
     assert done.stderr == "", done.stderr
+
+
+def test_the_python_blocks_run_one_after_another_in_one_folder(tmp_path: Path) -> None:
+    # A reader who tries them all in one folder: each example names its own session.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CODEMODE_STORE_")}
+    env["CODEMODE_STORE_URL"] = f"sqlite:///{tmp_path / 'from-the-environment.db'}"
+    env["PYTHONPATH"] = str(ROOT)
+    program = (
+        "import json, sys\n"
+        "for name, source in json.load(sys.stdin):\n"
+        "    exec(compile(source, name, 'exec'), {'__name__': '__main__'})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        input=json.dumps(sorted(BLOCKS.items())),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_readme_keeps_the_two_commands_on_its_first_screen() -> None:
