@@ -304,3 +304,29 @@ def test_benchmark_figures_stand_in_performance_md_and_are_only_linked_from_else
     stated = re.search(r"`full` takes about (\d+\.\d)x the time of `normal`", performance)
     assert stated is not None
     assert float(stated.group(1)) == round(cells_per_second("normal") / cells_per_second("full"), 1)
+
+
+def test_the_docs_say_what_the_tools_need() -> None:
+    # The API reference needs pdoc, which comes with the test extra; the script says so too.
+    for page in (DOCS / "index.md", DOCS / "development.md"):
+        text = page.read_text(encoding="utf-8")
+        assert "build_docs.py" in text and "'.[test]'" in text, page.name
+    # scripts/start-postgres.sh: Debian's binaries, and a system user created when run as root.
+    operations = (DOCS / "operations.md").read_text(encoding="utf-8")
+    for words in ("Debian's PostgreSQL binaries", "/usr/lib/postgresql", "useradd", "codemode-pg"):
+        assert words in operations, words
+    script = (ROOT / "scripts" / "start-postgres.sh").read_text(encoding="utf-8")
+    assert "SERVICE_USER=codemode-pg" in script and "/usr/lib/postgresql/" in script
+
+
+def test_build_docs_without_pdoc_says_which_extra_to_install(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "build_docs.py"
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['pdoc'] = None  # as on an install without the test extra\n"
+        f"sys.argv = [{str(script)!r}, '--out', {str(tmp_path)!r}]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert done.stderr == "error: building the API reference needs pdoc: pip install -e '.[test]'\n"
