@@ -575,7 +575,12 @@ def _print_listing(
         width = shutil.get_terminal_size().columns if _is_terminal() else None
         paint = {columns.state: _paint_state} if colour and columns.state is not None else None
         lines = display.stream_table(
-            columns.headers, map(row, every), right=columns.right, max_width=width, paint=paint
+            columns.headers,
+            map(row, every),
+            right=columns.right,
+            max_width=width,
+            paint=paint,
+            drop=columns.drop,
         )
         for line in lines:
             click.echo(line, color=colour)
