@@ -1018,7 +1018,10 @@ def check(as_json: bool) -> None:
             click.echo(f"  {where}, generation {row.generation} ({row.state}): {row.reason}")
         if report.scan_error is not None:
             click.echo(f"  {display.escape(report.scan_error)}")
-        click.echo(f"rows         {len(report.damaged) or 'none'} damaged")
+        if report.quick_check is None:  # PostgreSQL enforces column types and CHECKs itself
+            click.echo("rows         not applicable (the server enforces types and constraints)")
+        else:
+            click.echo(f"rows         {len(report.damaged) or 'none'} damaged")
         for damaged in report.damaged:
             key = ", ".join(f"{name} {_key_value(value)}" for name, value in damaged.key.items())
             click.echo(f"  {damaged.table}: {key}: {display.escape(damaged.reason)}")
