@@ -1263,10 +1263,12 @@ def _copy_progress(as_json: bool) -> Iterator[Callable[[Any], None] | None]:
     with click.progressbar(length=1000, label="copying", item_show_func=copy_state_text) as bar:
 
         def advance(state: Any) -> None:
-            rows = state.rows_done / max(state.rows_total, 1)
-            size = state.bytes_done / max(state.bytes_total, 1)
-            bar.current_item = state
-            bar.update(int(500 * (rows + size)) - bar.pos)
+            done = (
+                state.sessions_done / max(state.sessions_total, 1)
+                + state.rows_done / max(state.rows_total, 1)
+                + state.bytes_done / max(state.bytes_total, 1)
+            )
+            bar.update(round(1000 * done / 3) - bar.pos, state)
 
         yield advance
 

@@ -39,8 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import calls, observe
 from .async_engine import build_async_engine, schema_url
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, run_call
-from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, to_url
+from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, is_sqlite, to_url
 from .errors import StoreError
+from .group_commit import AsyncGroupCommit
 from .hosts import HostInfo
 from .lease_keeper import RENEWALS_PER_LEASE, LeaseTask
 from .observation import CellSummary, Observation
@@ -81,6 +82,8 @@ class AsyncObservationStore:
         self._log = OperatorLog(engine.url)
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
+        #: SQLite's writes queue here and share commits (see ``group_commit``).
+        self._group = AsyncGroupCommit(engine) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes
         #: The host id the store was opened with (``None``: no host id; docs/several-hosts.md).
         self.host_id: str | None = None
@@ -175,7 +178,11 @@ class AsyncObservationStore:
         return self._engine.url
 
     async def run(self, call: Call[T] | Op[T]) -> T:
-        """Run a prepared call in one transaction (a write one if the call writes)."""
+        """Run a prepared call in one transaction (a write one if the call writes).
+
+        On SQLite a write waits its turn in the store's queue and may share its
+        commit with others (see ``group_commit``).
+        """
         if self._telemetry is not None:
             return await self._telemetry.run_async(self._run, call)
         return await self._run(call)
@@ -183,9 +190,12 @@ class AsyncObservationStore:
     async def _run(self, call: Call[T] | Op[T]) -> T:
         engine = self._engine if call.writes else self._reader
         try:
-            async with engine.connect() as conn:
-                # The sync front end's own transaction code, on the async driver's adapter.
-                result = await conn.run_sync(run_call, call)
+            if call.writes and self._group is not None:
+                result = await self._group.run(call)
+            else:
+                async with engine.connect() as conn:
+                    # The sync front end's own transaction code, on the async driver's adapter.
+                    result = await conn.run_sync(run_call, call)
         except StoreError as exc:
             self._log.failed(exc)
             raise

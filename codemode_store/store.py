@@ -40,8 +40,17 @@ from sqlalchemy.engine import URL
 
 from . import calls, integrity, observe, retention, space
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, now_micros, run_call
-from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, IdleConnections, build_engine, to_url
+from .engine import (
+    DEFAULT_BUSY_TIMEOUT,
+    READ_ONLY,
+    Durability,
+    IdleConnections,
+    build_engine,
+    is_sqlite,
+    to_url,
+)
 from .errors import DatabaseError, InvalidInput, StoreError
+from .group_commit import GroupCommit
 from .hosts import HostInfo
 from .lease_keeper import RENEWALS_PER_LEASE, LeaseThread
 from .migrate import ensure_schema
@@ -103,6 +112,8 @@ class ObservationStore:
         # back: the pool warns about connections that are garbage collected.
         weakref.finalize(self, self._writers.close)
         weakref.finalize(self, self._readers.close)
+        #: SQLite's writes queue here and share commits (see ``group_commit``).
+        self._group = GroupCommit(self._writers) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes
         #: The host id the store was opened with (``None``: no host id; docs/several-hosts.md).
         self.host_id: str | None = None
@@ -202,13 +213,24 @@ class ObservationStore:
         """Run a prepared call in one transaction (a write one if the call writes).
 
         The calls come from ``codemode_store.calls``; a driver error becomes a
-        ``StoreError`` naming the call's key.
+        ``StoreError`` naming the call's key. On SQLite a write waits its turn
+        in the store's queue and may share its commit with others (see
+        ``group_commit``); it returns once that commit returned.
         """
         if self._telemetry is not None:
             return self._telemetry.run(self._run, call)
         return self._run(call)
 
     def _run(self, call: Call[T] | Op[T]) -> T:
+        if call.writes and self._group is not None:
+            try:
+                shared = self._group.run(call)
+            except StoreError as exc:
+                self._log.failed(exc)
+                raise
+            if self._log.down:
+                self._log.back()
+            return shared
         connections = self._writers if call.writes else self._readers
         try:
             conn, driver = connections.take()

@@ -82,3 +82,13 @@ def test_the_checks_see_a_lost_or_altered_commit(tmp_path: Path) -> None:
     assert any("does not match" in p for p in problems), problems
     with ObservationStore.open(db) as store, pytest.raises(DatabaseError, match="sha256 differs"):
         observe(store, "run-0")
+
+
+@pytest.mark.slow
+def test_kills_of_a_writer_running_four_sessions_at_once_lose_nothing_committed(tmp_path: Path) -> None:
+    """Four sessions in threads of one writer share commits (group commit); every kill is checked for all."""
+    seed = random.Random(os.getpid() + 1).randrange(2**32)
+    report = run_campaign(8, seed=seed, folder=tmp_path, max_delay=0.3, sessions=4)
+    assert report.kills == 8
+    assert report.operations_verified >= 40, report
+    assert report.violations == [], f"seed {seed}: {report.violations[:10]}"

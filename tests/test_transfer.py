@@ -136,7 +136,10 @@ def test_small_pages_and_chunks_still_copy_every_row(
     assert len(states) > 10  # a state per small batch, not one per session
 
 
-def test_the_copy_is_one_snapshot_while_a_host_writes(source: ObservationStore, tmp_path: Path) -> None:
+def test_the_copy_is_one_snapshot_while_a_host_writes(store: ObservationStore, tmp_path: Path) -> None:
+    source = store  # on each backend
+    populate(source, "s1")
+    populate(source, "s2")
     before = rows(source)
     wrote = []
 
