@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from .deadline import DEFAULT_CALL_TIMEOUT
 from .dialects import discard_dead_connections, is_dead, postgres_connect_args
 from .driver import Driver
 from .errors import DatabaseError, InvalidInput, NotADatabase
@@ -93,6 +94,7 @@ def build_engine(
     *,
     durability: Durability = "full",
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
 ) -> Engine:
     """Return an engine for ``url`` with the store's connection settings."""
     if durability not in ("normal", "full"):
@@ -101,7 +103,7 @@ def build_engine(
         if url.get_backend_name() == "postgresql":
             # No pre-ping (a round trip per transaction): dead connections are
             # told apart at checkout without one, and discarded on error.
-            engine = create_engine(url, connect_args=postgres_connect_args(url, busy_timeout))
+            engine = create_engine(url, connect_args=postgres_connect_args(url, busy_timeout, call_timeout))
             discard_dead_connections(engine.pool)
             return engine
         if not is_sqlite(url):
