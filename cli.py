@@ -13,13 +13,14 @@ commands that open a store, Alembic only by those that migrate.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta  # click imports datetime anyway
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -177,8 +178,9 @@ class StoreGroup(click.Group):
 
         Any other exception (a driver or environment surprise the library did
         not foresee) is reported the same way, named by its type, rather than as
-        a traceback; click's own exit and abort pass through, and so does a
-        broken pipe, which click's main ends without a word. SQLAlchemy's
+        a traceback; click's own exit and abort pass through. A reader that
+        closed the pipe (``| head``) ends the command quietly with status 0
+        (see ``_reader_went_away``). SQLAlchemy's
         warnings (for example about an unknown URL option) are silenced: the
         command's output is its result or one error line.
         """
@@ -188,7 +190,10 @@ class StoreGroup(click.Group):
                 # would load SQLAlchemy for commands that never open a store.
                 warnings.filterwarnings("ignore", module=r"sqlalchemy(\.|$)")
                 _silence_sqlalchemy_warnings()
-                return super().invoke(ctx)
+                result = super().invoke(ctx)
+                # Output still buffered meets a closed pipe here, not at exit.
+                sys.stdout.flush()
+                return result
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.UsageError as exc:
@@ -198,11 +203,26 @@ class StoreGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except BrokenPipeError:
-            # The reader went away (``| head``): click's main ends quietly,
-            # without an error line, as a command of the shell would.
-            raise
+            _reader_went_away()
         except Exception as exc:
             raise StoreFailure(_safe(f"unexpected {type(exc).__name__}: {exc}")) from exc
+
+
+def _reader_went_away() -> NoReturn:
+    """End with status 0, quietly, once the reader of stdout has closed it (``| head -1``).
+
+    The same status whether or not the command noticed: a short listing may
+    fit the pipe whole before the reader exits, and then nothing fails. So a
+    pipeline under ``set -o pipefail`` does not fail at random, as it does with
+    a command that dies of SIGPIPE (``ls``, ``seq``: 141 when they notice, 0
+    when they do not) or exits 1 (click's default). Stdout goes to
+    ``/dev/null`` (Python's advice for SIGPIPE), so the flush at exit is quiet.
+    """
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    raise click.exceptions.Exit(0)
 
 
 def _silence_sqlalchemy_warnings() -> None:
@@ -984,9 +1004,19 @@ def check(as_json: bool) -> None:
             click.echo(f"  {where}, generation {row.generation} ({row.state}): {row.reason}")
         if report.scan_error is not None:
             click.echo(f"  {display.escape(report.scan_error)}")
+        click.echo(f"rows         {len(report.damaged) or 'none'} damaged")
+        for damaged in report.damaged:
+            key = ", ".join(f"{name} {_key_value(value)}" for name, value in damaged.key.items())
+            click.echo(f"  {damaged.table}: {key}: {display.escape(damaged.reason)}")
     if not report.ok:
-        problems = len(report.quick_check or ()) + len(report.corrupt) + (report.scan_error is not None)
-        raise StoreFailure(f"the check found {_plural(problems, 'problem')}")
+        raise StoreFailure(f"the check found {_plural(report.problems, 'problem')}")
+
+
+def _key_value(value: object) -> str:
+    """Return one value of a damaged row's key as ``check`` prints it: ids quoted, numbers as they are."""
+    from codemode_store.cli_support import display
+
+    return display.quoted(value) if isinstance(value, str) else str(value)
 
 
 @main.command(short_help="Give free pages back to the file system.")
@@ -1129,16 +1159,6 @@ def _invocation() -> str:
     return shlex.quote(os.path.abspath(script))
 
 
-@contextlib.contextmanager
-def _listening(host: str | None, port: int) -> Iterator[None]:
-    """Turn a socket that cannot be bound (a port in use, an unknown host) into one error line."""
-    try:
-        yield
-    except OSError as exc:
-        where = f"{host or '127.0.0.1'}:{port}"
-        raise StoreFailure(f"cannot listen on {where}: {exc.strerror or exc}") from exc
-
-
 #: The extra that ``serve`` needs, and the modules it brings.
 WEB_EXTRA_MODULES = ("starlette", "uvicorn", "jinja2", "markupsafe")
 
@@ -1172,15 +1192,20 @@ def serve(port: int, host: str | None, allow_release: bool) -> None:
         raise StoreFailure(
             f"serve needs the web extra ({missing} is not installed): pip install 'codemode-store[web]'"
         ) from exc
-    with _naming_the_database(), _listening(host, port):
-        run(
-            _target(),
-            port=port,
-            host=host,
-            allow_release=allow_release,
-            echo=click.echo,
-            command=_invocation(),
-        )
+    from codemode_store.cli_support.errors import CannotListen
+
+    with _naming_the_database():
+        try:
+            run(
+                _target(),
+                port=port,
+                host=host,
+                allow_release=allow_release,
+                echo=click.echo,
+                command=_invocation(),
+            )
+        except CannotListen as exc:  # about the socket, not the database
+            raise StoreFailure(_safe(str(exc))) from exc
 
 
 # -- moving a store: copy, backup, export, import --------------------------------------------------------
@@ -1197,10 +1222,12 @@ def _copy_progress(as_json: bool) -> Iterator[Callable[[Any], None] | None]:
     with click.progressbar(length=1000, label="copying", item_show_func=copy_state_text) as bar:
 
         def advance(state: Any) -> None:
-            rows = state.rows_done / max(state.rows_total, 1)
-            size = state.bytes_done / max(state.bytes_total, 1)
-            bar.current_item = state
-            bar.update(int(500 * (rows + size)) - bar.pos)
+            done = (
+                state.sessions_done / max(state.sessions_total, 1)
+                + state.rows_done / max(state.rows_total, 1)
+                + state.bytes_done / max(state.bytes_total, 1)
+            )
+            bar.update(round(1000 * done / 3) - bar.pos, state)
 
         yield advance
 

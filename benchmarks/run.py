@@ -26,11 +26,11 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 
 import sqlalchemy
 
-from benchmarks import cli_startup, contention, host_loop, leases, payloads, replay
+from benchmarks import cli_startup, contention, host_loop, leases, payloads, replay, session_rows
 from benchmarks.common import median, ratio
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTIONS = ("host", "replay", "payloads", "open", "contention", "postgres", "leases", "cli")
+SECTIONS = ("host", "sessions", "replay", "payloads", "open", "contention", "postgres", "leases", "cli")
 POSTGRES_URL_VARIABLE = "CODEMODE_STORE_TEST_POSTGRES_URL"
 
 Row = dict[str, Any]
@@ -62,6 +62,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--contention-cells", type=int, help="contention: cells per worker (default 300; quick 20)"
     )
+    parser.add_argument(
+        "--session-cells",
+        type=int,
+        help="sessions: cells per run, shared by its sessions (default 480; quick 96)",
+    )
+    parser.add_argument(
+        "--fsync-delay-ms",
+        type=float,
+        default=2.0,
+        help="sessions: how long each sync takes more on the slow FUSE disk (default 2 ms)",
+    )
     parser.add_argument("--no-peer", action="store_true", help="leave persist-queue out even if installed")
     parser.add_argument(
         "--postgres-url",
@@ -89,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "payload_sizes": [1024, 65536] if quick else [1024, 1 << 20, 32 << 20],
         "contention_cells": 20 if quick else 300,
         "pg_cells": 10 if quick else 40,
+        "session_cells": 96 if quick else 480,
         "lease_intervals": 9 if quick else 30,
     }
     for name, value in defaults.items():
@@ -484,6 +496,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         folder = Path(tmp)
         steps: dict[str, Callable[[], list[Row]]] = {
             "host": lambda: bench_host(args, details),
+            "sessions": lambda: session_rows.bench(args, details, folder),
             "replay": lambda: bench_replay(args, details, folder),
             "payloads": lambda: bench_payloads(args, details, folder),
             "open": lambda: bench_open(args, details),
@@ -499,6 +512,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as exc:  # report it, run the other sections
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
     contention_errors = sum(run["errors"] for run in details.get("contention", {}).values())
+    contention_errors += session_rows.errors(details)
     return {
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

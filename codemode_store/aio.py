@@ -39,18 +39,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import calls, observe
 from .async_engine import build_async_engine, schema_url
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, run_call
-from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, to_url
+from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, is_sqlite, to_url
 from .errors import StoreError
+from .group_commit import AsyncGroupCommit
 from .hosts import HostInfo
 from .lease_keeper import RENEWALS_PER_LEASE, LeaseTask
 from .observation import CellSummary, Observation
 from .observe import AsyncRun
+from .operator_log import OperatorLog
 from .store import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_PAYLOAD_BYTES,
     ObservationStore,
     check_open_options,
 )
+from .telemetry import check_telemetry, instrument
 from .translate import DRIVER_ERRORS, translate
 from .validation import check_identifier
 from .wire import Outcome
@@ -67,10 +70,20 @@ class AsyncObservationStore:
     store among the tasks of one loop, not among loops.
     """
 
-    def __init__(self, engine: AsyncEngine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        telemetry: bool = True,
+    ) -> None:
         """Wrap an async engine whose schema is already at head; prefer :meth:`open`."""
+        self._telemetry = instrument(engine.url, telemetry)
+        self._log = OperatorLog(engine.url)
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
+        #: SQLite's writes queue here and share commits (see ``group_commit``).
+        self._group = AsyncGroupCommit(engine) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes
         #: The host id the store was opened with (``None``: no host id; docs/several-hosts.md).
         self.host_id: str | None = None
@@ -92,17 +105,19 @@ class AsyncObservationStore:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         host_id: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        telemetry: bool = True,
     ) -> OpeningStore:
         """Open the store at a path or URL: ``await`` the result, or use it in ``async with``.
 
-        The options are those of ``ObservationStore.open``. SQLite runs through
-        aiosqlite, PostgreSQL through psycopg 3 (``codemode-store[async]``).
-        With a ``host_id`` the lease is renewed by a task of the loop that
-        opened the store, until ``close()``.
+        The options are those of ``ObservationStore.open``, ``telemetry`` too.
+        SQLite runs through aiosqlite, PostgreSQL through psycopg 3
+        (``codemode-store[async]``). With a ``host_id`` the lease is renewed
+        by a task of the loop that opened the store, until ``close()``.
         """
 
         async def opening() -> AsyncObservationStore:
             check_open_options(max_payload_bytes, busy_timeout, host_id, lease_seconds)
+            check_telemetry(telemetry)
             target = to_url(url)
             # The sync front end's own open makes the file (0600, WAL) and the
             # schema; in a thread, so a migration or a held lock leaves the loop free.
@@ -112,10 +127,11 @@ class AsyncObservationStore:
                 durability=durability,
                 max_payload_bytes=max_payload_bytes,
                 busy_timeout=busy_timeout,
+                telemetry=False,
             )
             sync_store.close()
             engine = build_async_engine(target, durability=durability, busy_timeout=float(busy_timeout))
-            store = cls(engine, max_payload_bytes=max_payload_bytes)
+            store = cls(engine, max_payload_bytes=max_payload_bytes, telemetry=telemetry)
             if host_id is not None:
                 try:
                     await store._claim(host_id, float(lease_seconds))
@@ -131,12 +147,18 @@ class AsyncObservationStore:
         incarnation, recovered = await self.run(calls.claim_host(host_id, lease_seconds))
         self.incarnation, self.recovered = incarnation, recovered
         self.host_id = host_id
+        self._log.claimed(host_id, incarnation, recovered)
         self.lease_seconds = lease_seconds
         self._lease = LeaseTask(self._renew_lease, lease_seconds / RENEWALS_PER_LEASE)
 
     async def _renew_lease(self) -> bool:
         owner = self.owner
-        return owner is not None and await self.run(calls.renew_lease(owner))
+        if owner is None:
+            return False
+        if not await self.run(calls.renew_lease(owner)):
+            self._log.fenced(*owner)
+            return False
+        return True
 
     @property
     def owner(self) -> Owner:
@@ -156,15 +178,33 @@ class AsyncObservationStore:
         return self._engine.url
 
     async def run(self, call: Call[T] | Op[T]) -> T:
-        """Run a prepared call in one transaction (a write one if the call writes)."""
+        """Run a prepared call in one transaction (a write one if the call writes).
+
+        On SQLite a write waits its turn in the store's queue and may share its
+        commit with others (see ``group_commit``).
+        """
+        if self._telemetry is not None:
+            return await self._telemetry.run_async(self._run, call)
+        return await self._run(call)
+
+    async def _run(self, call: Call[T] | Op[T]) -> T:
         engine = self._engine if call.writes else self._reader
         try:
-            async with engine.connect() as conn:
-                # The sync front end's own transaction code, on the async driver's adapter.
-                return await conn.run_sync(run_call, call)
+            if call.writes and self._group is not None:
+                result = await self._group.run(call)
+            else:
+                async with engine.connect() as conn:
+                    # The sync front end's own transaction code, on the async driver's adapter.
+                    result = await conn.run_sync(run_call, call)
+        except StoreError as exc:
+            self._log.failed(exc)
+            raise
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error (see ObservationStore.run).
-            raise translate(exc, **call.key) from exc
+            raise self._log.failed(translate(exc, **call.key)) from exc
+        if self._log.down:
+            self._log.back()
+        return result
 
     async def close(self) -> None:
         """End the lease (if any) and release every pooled connection; the store is not used afterwards."""
@@ -200,7 +240,9 @@ class AsyncObservationStore:
 
     async def fail_pending(self, error_text: str = DEFAULT_FAIL_TEXT) -> int:
         """Fail the pending observations no live host is running; return how many (docs/several-hosts.md)."""
-        return await self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+        recovered = await self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+        self._log.recovered(recovered, self.host_id)
+        return recovered.total
 
     async def hosts(self) -> list[HostInfo]:
         """Return every host id the store has seen: incarnation, lease, live or lost, pending count."""

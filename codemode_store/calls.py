@@ -287,7 +287,7 @@ def pending() -> Op[list[Observation]]:
     return Op(ops.pending, ops.pending, False, 0, ())
 
 
-def fail_pending(error_text: str, max_payload_bytes: int, owner: Owner = None) -> Op[int]:
+def fail_pending(error_text: str, max_payload_bytes: int, owner: Owner = None) -> Op[hosts.Recovered]:
     """Prepare ``fail_pending`` for the host ``owner`` (``None``: a store without host id)."""
     payload = _failure_payload(error_text, max_payload_bytes, None, None, None)
     return Op(ops.fail_pending, None, True, 0, (payload, *_host(owner)))

@@ -44,6 +44,7 @@ __all__ = [
     "RESTARTED_PAYLOAD",
     "RESTARTED_TEXT",
     "HostInfo",
+    "Recovered",
     "claim",
     "end_lease",
     "fail_lost",
@@ -248,16 +249,36 @@ def end_lease(db: Driver, now: int, host_id: str, incarnation: int) -> bool:
     return db.count(update_lease_ended, (host_id, incarnation)) == 1
 
 
-def fail_lost(db: Driver, now: int, host_id: str | None) -> int:
-    """Fail the pending rows of every lost host but ``host_id``; return how many."""
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What one ``fail_pending`` failed: the caller's own rows, and each lost host's.
+
+    ``own`` counts the rows of the store's earlier incarnations (a store with a
+    host id) or the rows begun without a host id (a store without); ``lost``
+    maps each lost host whose rows were failed to how many.
+    """
+
+    own: int
+    lost: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """How many generations were failed, all told."""
+        return self.own + sum(self.lost.values())
+
+
+def fail_lost(db: Driver, now: int, host_id: str | None) -> dict[str, int]:
+    """Fail the pending rows of every lost host but ``host_id``; return how many of each host."""
     if host_id is None:
         lost = db.all(select_lost_hosts_locked_anonymous)
     else:
         lost = db.all(select_lost_hosts_locked, (host_id,))
-    failed = 0
+    failed: dict[str, int] = {}
     for (lost_id,) in lost:
         text = PreparedPayload(lost_text(lost_id).encode("utf-8"))
-        failed += db.count(update_lost_host_pending_failed, (lost_id, text.data, text.size, text.sha256, now))
+        count = db.count(update_lost_host_pending_failed, (lost_id, text.data, text.size, text.sha256, now))
+        if count:
+            failed[lost_id] = count
     return failed
 
 

@@ -25,11 +25,19 @@ from typing import Any, cast
 
 from . import hosts
 from . import statements as sql
+from .damage import (
+    checked_cell,
+    checked_int,
+    checked_ints,
+    checked_payload,
+    checked_text,
+    damaged,
+    storage_class,
+)
 from .driver import Driver
 from .errors import (
     AlreadyReleased,
     CellClosed,
-    DatabaseError,
     DuplicateCell,
     FutureGeneration,
     GenerationConflict,
@@ -88,54 +96,71 @@ def _unknown(session_id: str, cell_id: str, generation: int | None = None) -> Un
     )
 
 
-def _lock_cell(db: Driver, session_id: str, cell_id: str, generation: int | None) -> Any:
+def _lock_cell(db: Driver, session_id: str, cell_id: str, generation: int | None) -> tuple[bool, int | None]:
     row = db.first(sql.select_cell_locked, (session_id, cell_id))
     if row is None:
         raise _unknown(session_id, cell_id, generation)
-    return row
+    return checked_cell(row, session_id, cell_id, generation)
 
 
-def _payload_text(payload: Any) -> str | bytes:
-    """Return a stored payload as text, or its bytes when they are not UTF-8 (reported by the caller)."""
-    data = payload if isinstance(payload, bytes) else bytes(payload)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data
+_STATES = frozenset(("pending", "failed", "retained", "released"))
+_KINDS = frozenset(("yielded", "completed", "terminated", "missing"))
+
+
+def _checked_row(row: list[Any]) -> None:
+    """Check the metadata of an observation row (``to_observation``'s, payload taken out) is of its types."""
+    (session_id, cell_id, generation, state, kind, size, sha, recorded, released, host_id) = row
+    key = (session_id, cell_id, generation)
+    checked_text(host_id, "host_id", *key)
+    if type(session_id) is not str or type(cell_id) is not str:
+        raise damaged("the row's session or cell id is not stored as TEXT", *key)
+    checked_int(generation, "generation", *key)
+    if generation is None or state not in _STATES or (kind is not None and kind not in _KINDS):
+        raise damaged(
+            f"the row's generation, state or kind is not one the store writes ({state!r}, {kind!r})", *key
+        )
+    checked_int(size, "payload_bytes", *key)
+    if sha is not None and type(sha) is not bytes:
+        raise damaged(f"payload_sha256 is stored as {storage_class(sha)}, not as BLOB", *key)
+    checked_int(recorded, "recorded_at", *key)
+    checked_int(released, "released_at", *key)
 
 
 def to_observation(row: list[Any], *, with_outcome: bool = True) -> Observation:
     """Return the Observation of a row selected with ``OBSERVATION_COLUMNS``, as a list.
 
-    The payload is taken out of the list, so that once decoded to text its
-    bytes are freed before the JSON is parsed: a large payload is held at most
-    twice at any moment. ``with_outcome=False`` leaves a retained row's
-    outcome out (a listing selects only failure texts, never outcomes).
+    Every value is checked to be of its type, and a payload handed out to be
+    the bytes whose length and sha256 were recorded (``damage.py``): a row
+    altered behind the store's back raises ``DatabaseError``. The payload is
+    taken out of the list, so that once decoded to text its bytes are freed
+    before the JSON is parsed: a large payload is held at most twice at any
+    moment. ``with_outcome=False`` leaves a retained row's outcome out (a
+    listing selects only failure texts, never outcomes).
     """
     stored = row.pop()
-    payload = None if stored is None else _payload_text(stored)
-    del stored
+    _checked_row(row)
     (session_id, cell_id, generation, state, kind, size, sha, recorded, released, host_id) = row
+    key = (session_id, cell_id, generation)
+    holds = state in ("retained", "failed")
+    if (stored is None) == (holds and (with_outcome or state == "failed")):
+        what = "holds no payload" if stored is None else "holds a payload"
+        raise damaged(f"the {state} row {what}", *key)
     outcome = None
     error_text = None
-    try:
-        sha256 = None if sha is None else bytes(sha).hex()
-        if state == "retained" and with_outcome:
-            # A NULL payload (a damaged row) raises TypeError, reported below.
-            outcome = decode_payload(cast(Any, payload))
-        elif state == "failed":
-            # Text already, unless the bytes are not UTF-8: then this raises.
-            error_text = payload if isinstance(payload, str) else bytes(cast(Any, payload)).decode("utf-8")
-    except (ValueError, LookupError, TypeError, AttributeError) as exc:
-        # Only a file altered behind the store's back gets here: say so, never
-        # let a decoder's own exception out of the public API.
-        raise DatabaseError(
-            f"the stored payload does not decode ({type(exc).__name__}); the database was "
-            "altered or damaged (`codemode-store check` lists such rows)",
-            session_id=session_id,
-            cell_id=cell_id,
-            generation=generation,
-        ) from exc
+    if stored is not None:
+        data = checked_payload(stored, size, sha, *key)
+        del stored
+        try:
+            text = data.decode("utf-8")
+            del data
+            if state == "retained":
+                outcome = decode_payload(text)
+            else:
+                error_text = text
+        except (ValueError, LookupError, TypeError, AttributeError) as exc:
+            # The bytes are the recorded ones, yet do not decode: the row was
+            # forged with a matching hash, or written by a broken version.
+            raise damaged(f"the stored payload does not decode ({type(exc).__name__})", *key) from exc
     return Observation(
         session_id=session_id,
         cell_id=cell_id,
@@ -145,7 +170,7 @@ def to_observation(row: list[Any], *, with_outcome: bool = True) -> Observation:
         outcome=outcome,
         error_text=error_text,
         payload_bytes=size,
-        payload_sha256=sha256,
+        payload_sha256=None if sha is None else sha.hex(),
         recorded_at=from_micros(recorded),
         released_at=from_micros(released),
         host_id=host_id,
@@ -208,8 +233,11 @@ def begin(
             cell_id=cell_id,
             generation=generation,
         )
-    row = list(db.first(sql.select_observation, key))
-    stored_request = row.pop()
+    found = db.first(sql.select_observation, key)
+    if found is None:
+        raise damaged(f"the cell is at generation {last}, yet generation {generation} has no row", *key)
+    row = list(found)
+    stored_request = checked_text(row.pop(), "request", *key)
     state = row[3]
     if state == "pending":
         raise ObservationInProgress(
@@ -350,7 +378,9 @@ def record(
     if row is not None and row[0] == "pending" and not _owned_by(row[3], row[4], host_id, incarnation):
         raise _in_progress_elsewhere(row[3], row[4], session_id, cell_id, generation)
     if row is not None and row[0] == "retained":
-        if bytes(row[2]) == payload.sha256 and row[1] == kind:
+        if type(row[2]) is not bytes:
+            raise damaged(f"payload_sha256 is stored as {storage_class(row[2])}, not as BLOB", *key)
+        if row[2] == payload.sha256 and row[1] == kind:
             return  # the same outcome again: an idempotent retry
         raise GenerationConflict(
             "the generation already holds a different outcome",
@@ -444,8 +474,8 @@ def fail_pending(
     payload: PreparedPayload,
     host_id: str | None = None,
     incarnation: int | None = None,
-) -> int:
-    """Fail the pending rows no live host is running (the sets of docs/several-hosts.md); return how many.
+) -> hosts.Recovered:
+    """Fail the pending rows no live host is running (the sets of docs/several-hosts.md); say whose.
 
     With a host id: the rows of its earlier incarnations (``RESTARTED_TEXT``);
     without: the rows begun without a host id (``payload``). Either way, the
@@ -462,7 +492,7 @@ def fail_pending(
             hosts.update_earlier_incarnations_failed,
             (host_id, incarnation, restarted.data, restarted.size, restarted.sha256, now),
         )
-    return own + hosts.fail_lost(db, now, host_id)
+    return hosts.Recovered(own, hosts.fail_lost(db, now, host_id))
 
 
 # -- release ----------------------------------------------------------------------
@@ -564,6 +594,11 @@ def to_cell_summary(row: Sequence[Any]) -> CellSummary:
     A count of ``None`` (a cell with no observation, summed by a subquery) is 0.
     """
     (session_id, cell_id, closed, last, state, kind, count, retained, created, *times) = row
+    key = (session_id, cell_id)
+    closed, last = checked_cell((closed, last), session_id, cell_id, None)
+    retained, created, *times = checked_ints((retained, created, *times), "a size or time", *key)
+    if created is None:
+        raise damaged("the cell's created_at is NULL", session_id, cell_id)
     created_at = from_micros(created)
     activity = max([created, *(t for t in times if t is not None)])
     assert created_at is not None

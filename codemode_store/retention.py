@@ -18,6 +18,7 @@ from sqlalchemy import Connection, and_, bindparam, case, delete, exists, func, 
 from sqlalchemy.sql.elements import BindParameter
 
 from . import statements as sql
+from .damage import checked_ints
 from .errors import InvalidInput
 from .jsonable import json_object
 from .observation import from_micros, to_micros
@@ -179,9 +180,11 @@ def _merged(
 ) -> dict[str, _Totals]:
     """Return the totals of each session from its observation and cell aggregates."""
     per_session: dict[str, list[int]] = {}
-    for sid, count, droppable, size, *times in observation_rows:
-        per_session[sid] = [0, int(count), int(droppable), int(size), _latest(times)]
+    for sid, *values in observation_rows:
+        count, droppable, size, *times = checked_ints(values, "a size or time of its rows", sid)
+        per_session[sid] = [0, int(count or 0), int(droppable or 0), int(size or 0), _latest(times)]
     for sid, count, created in cell_rows:
+        checked_ints((count, created), "a cell's created_at", sid)
         entry = per_session.setdefault(sid, [0, 0, 0, 0, 0])
         entry[0] = int(count)
         entry[4] = max(entry[4], int(created))

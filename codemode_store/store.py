@@ -40,14 +40,25 @@ from sqlalchemy.engine import URL
 
 from . import calls, integrity, observe, retention, space
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, now_micros, run_call
-from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, IdleConnections, build_engine, to_url
+from .engine import (
+    DEFAULT_BUSY_TIMEOUT,
+    READ_ONLY,
+    Durability,
+    IdleConnections,
+    build_engine,
+    is_sqlite,
+    to_url,
+)
 from .errors import DatabaseError, InvalidInput, StoreError
+from .group_commit import GroupCommit
 from .hosts import HostInfo
 from .lease_keeper import RENEWALS_PER_LEASE, LeaseThread
 from .migrate import ensure_schema
 from .observation import CellSummary, Observation
 from .observe import Run
+from .operator_log import OperatorLog
 from .progress import Progress
+from .telemetry import check_telemetry, instrument
 from .translate import DRIVER_ERRORS, errors_of_database, translate
 from .validation import check_identifier
 from .wire import Outcome
@@ -87,8 +98,12 @@ def check_open_options(
 class ObservationStore:
     """The durable memory of a code-mode host: open it with :meth:`open`."""
 
-    def __init__(self, engine: Engine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+    def __init__(
+        self, engine: Engine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, telemetry: bool = True
+    ) -> None:
         """Wrap an engine whose schema is already at head; prefer :meth:`open`."""
+        self._telemetry = instrument(engine.url, telemetry)
+        self._log = OperatorLog(engine.url)
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._writers = IdleConnections(engine)
@@ -97,6 +112,8 @@ class ObservationStore:
         # back: the pool warns about connections that are garbage collected.
         weakref.finalize(self, self._writers.close)
         weakref.finalize(self, self._readers.close)
+        #: SQLite's writes queue here and share commits (see ``group_commit``).
+        self._group = GroupCommit(self._writers) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes
         #: The host id the store was opened with (``None``: no host id; docs/several-hosts.md).
         self.host_id: str | None = None
@@ -118,6 +135,7 @@ class ObservationStore:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         host_id: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        telemetry: bool = True,
     ) -> ObservationStore:
         """Open the store at a path or SQLAlchemy URL, creating or upgrading its schema.
 
@@ -126,7 +144,10 @@ class ObservationStore:
         ``"normal"`` trades the last commits before a power cut for speed
         (never corruption); ``max_payload_bytes`` caps one stored payload;
         ``busy_timeout`` is how many seconds a writer waits for a lock (SQLite's
-        busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``.
+        busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``;
+        ``telemetry=False`` keeps the store from emitting OpenTelemetry spans
+        and metrics, which it does whenever ``opentelemetry-api`` is installed
+        (see ``codemode_store.telemetry``).
 
         ``host_id`` names the host slot this process holds (docs/several-hosts.md): the open
         claims its next incarnation, fails the generations its earlier
@@ -136,11 +157,12 @@ class ObservationStore:
         and never fences anyone (Core's acknowledgements, the CLI).
         """
         check_open_options(max_payload_bytes, busy_timeout, host_id, lease_seconds)
+        check_telemetry(telemetry)
         engine = build_engine(to_url(url), durability=durability, busy_timeout=float(busy_timeout))
         try:
             with errors_of_database():
                 ensure_schema(engine)
-            store = cls(engine, max_payload_bytes=max_payload_bytes)
+            store = cls(engine, max_payload_bytes=max_payload_bytes, telemetry=telemetry)
             if host_id is not None:
                 store._claim(host_id, float(lease_seconds))
         except BaseException:
@@ -153,6 +175,7 @@ class ObservationStore:
         incarnation, recovered = self.run(calls.claim_host(host_id, lease_seconds))
         self.incarnation, self.recovered = incarnation, recovered
         self.host_id = host_id
+        self._log.claimed(host_id, incarnation, recovered)
         self.lease_seconds = lease_seconds
         self._lease = LeaseThread(
             self._renew_lease, lease_seconds / RENEWALS_PER_LEASE, f"codemode-store-lease-{host_id}"
@@ -162,7 +185,12 @@ class ObservationStore:
 
     def _renew_lease(self) -> bool:
         owner = self.owner
-        return owner is not None and self.run(calls.renew_lease(owner))
+        if owner is None:
+            return False
+        if not self.run(calls.renew_lease(owner)):
+            self._log.fenced(*owner)
+            return False
+        return True
 
     @property
     def owner(self) -> Owner:
@@ -185,8 +213,24 @@ class ObservationStore:
         """Run a prepared call in one transaction (a write one if the call writes).
 
         The calls come from ``codemode_store.calls``; a driver error becomes a
-        ``StoreError`` naming the call's key.
+        ``StoreError`` naming the call's key. On SQLite a write waits its turn
+        in the store's queue and may share its commit with others (see
+        ``group_commit``); it returns once that commit returned.
         """
+        if self._telemetry is not None:
+            return self._telemetry.run(self._run, call)
+        return self._run(call)
+
+    def _run(self, call: Call[T] | Op[T]) -> T:
+        if call.writes and self._group is not None:
+            try:
+                shared = self._group.run(call)
+            except StoreError as exc:
+                self._log.failed(exc)
+                raise
+            if self._log.down:
+                self._log.back()
+            return shared
         connections = self._writers if call.writes else self._readers
         try:
             conn, driver = connections.take()
@@ -197,16 +241,19 @@ class ObservationStore:
                     connections.drop(conn, driver)
                 else:
                     connections.give(conn, driver)  # a rule's answer: the transaction was rolled back
+                self._log.failed(exc)
                 raise
             except BaseException:
                 connections.drop(conn, driver)
                 raise
             connections.give(conn, driver)
+            if self._log.down:
+                self._log.back()
             return result
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error: the call's key is
             # built only when a message needs it.
-            raise translate(exc, **call.key) from exc
+            raise self._log.failed(translate(exc, **call.key)) from exc
 
     def read(self, work: Callable[[Connection], T], *, session_id: str | None = None) -> T:
         """Run ``work(conn)`` in one read transaction (see ``transactions.Transactions``)."""
@@ -267,7 +314,9 @@ class ObservationStore:
         way, the rows of lost hosts (``"host H lost: ..."``), never a live
         host's (docs/several-hosts.md).
         """
-        return self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+        recovered = self.run(calls.fail_pending(error_text, self.max_payload_bytes, self.owner))
+        self._log.recovered(recovered, self.host_id)
+        return recovered.total
 
     def hosts(self) -> list[HostInfo]:
         """Return every host id the store has seen: incarnation, lease, live or lost, pending count."""

@@ -54,28 +54,55 @@ def host_outcomes(session_id: str, cell_id: str) -> tuple[Outcome, Outcome]:
     return partial, done
 
 
-def worker_main(db: str, session_id: str, cells: int) -> None:
-    """Open the store, wait for ``go`` on stdin, run the host loop on ``cells`` cells."""
+def session_names(worker: str, threads: int) -> list[str]:
+    """Return the sessions a worker process runs: its own name, or one per thread."""
+    return [worker] if threads == 1 else [f"{worker}-t{t}" for t in range(threads)]
+
+
+def worker_main(db: str, worker: str, cells: int, threads: int = 1) -> None:
+    """Open the store, wait for ``go`` on stdin, run the host loop on ``cells`` cells in each session.
+
+    With several ``threads`` each runs a session of its own on the one store:
+    their writes share commits (group commit).
+    """
     # The campaign looks for lost writes and deadlocks, not for latency: with an
     # fsync per commit (durability "full") on a loaded machine, eight writers can
     # keep one of them waiting past the 5 s default, which is no fault of the store.
     with ObservationStore.open(db, busy_timeout=WORKER_BUSY_TIMEOUT) as store:
         print("ready", flush=True)
         sys.stdin.readline()
-        s = store.session(session_id)
-        for i in range(cells):
-            cell = f"cell-{i}"
-            partial, done = host_outcomes(session_id, cell)
-            s.create_cell(cell)
-            if s.begin(cell, 0, {"yield_time_ms": 250}) is not None:
-                raise AssertionError("a new generation replayed")
-            s.record(cell, 0, partial)
-            if s.begin(cell, 1, {"yield_time_ms": 250}) is not None:
-                raise AssertionError("a new generation replayed")
-            s.record(cell, 1, done)
-            if s.release(cell, 1) is not True:
-                raise AssertionError("a first release did not drop the payload")
+        failures: list[BaseException] = []
+
+        def run(session_id: str) -> None:
+            try:
+                _host_loop(store, session_id, cells)
+            except BaseException as exc:
+                failures.append(exc)
+
+        loops = [threading.Thread(target=run, args=(name,)) for name in session_names(worker, threads)]
+        for loop in loops:
+            loop.start()
+        for loop in loops:
+            loop.join()
+        if failures:
+            raise failures[0]
     print("done", flush=True)
+
+
+def _host_loop(store: ObservationStore, session_id: str, cells: int) -> None:
+    s = store.session(session_id)
+    for i in range(cells):
+        cell = f"cell-{i}"
+        partial, done = host_outcomes(session_id, cell)
+        s.create_cell(cell)
+        if s.begin(cell, 0, {"yield_time_ms": 250}) is not None:
+            raise AssertionError("a new generation replayed")
+        s.record(cell, 0, partial)
+        if s.begin(cell, 1, {"yield_time_ms": 250}) is not None:
+            raise AssertionError("a new generation replayed")
+        s.record(cell, 1, done)
+        if s.release(cell, 1) is not True:
+            raise AssertionError("a first release did not drop the payload")
 
 
 @dataclass
@@ -84,6 +111,7 @@ class ContentionReport:
 
     workers: int
     cells_per_worker: int
+    threads: int = 1  # sessions per worker process, a thread each
     write_operations: int = 0
     reader_runs: int = 0
     seconds: float = 0.0
@@ -168,14 +196,19 @@ def _check_rows(db: Path, names: list[str], cells: int) -> list[str]:
     return problems
 
 
-def run_contention(db: Path, *, workers: int = 8, cells: int = 300, readers: int = 2) -> ContentionReport:
-    """Run ``workers`` host-loop processes of ``cells`` cells each on ``db``, beside CLI readers."""
-    report = ContentionReport(workers, cells)
+def run_contention(
+    db: Path, *, workers: int = 8, cells: int = 300, readers: int = 2, threads: int = 1
+) -> ContentionReport:
+    """Run ``workers`` host-loop processes on ``db`` beside CLI readers.
+
+    Each process runs ``threads`` sessions of ``cells`` cells at once.
+    """
+    report = ContentionReport(workers, cells, threads)
     names = [f"worker-{n}" for n in range(workers)]
     ObservationStore.open(db).close()
     children = [
         subprocess.Popen(
-            [sys.executable, str(SCRIPT), "--worker", str(db), name, str(cells)],
+            [sys.executable, str(SCRIPT), "--worker", str(db), name, str(cells), str(threads)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -190,9 +223,9 @@ def run_contention(db: Path, *, workers: int = 8, cells: int = 300, readers: int
             report.problems.append(f"a worker did not start: {child.communicate()[1][-500:]}")
     stop = threading.Event()
     runs_of_reader: list[list[tuple[str, int, str, str]]] = [[] for _ in range(readers)]
-    threads = [threading.Thread(target=_reader, args=(db, stop, runs)) for runs in runs_of_reader]
+    polling = [threading.Thread(target=_reader, args=(db, stop, runs)) for runs in runs_of_reader]
     started = time.monotonic()
-    for thread in threads:
+    for thread in polling:
         thread.start()
     for child in children:
         assert child.stdin is not None
@@ -204,13 +237,14 @@ def run_contention(db: Path, *, workers: int = 8, cells: int = 300, readers: int
             report.problems.append(f"{name} exited {child.returncode}: {err.strip()[-500:]}")
     report.seconds = time.monotonic() - started
     stop.set()
-    for thread in threads:
+    for thread in polling:
         thread.join()
-    report.write_operations = workers * cells * WRITES_PER_CELL
+    report.write_operations = workers * threads * cells * WRITES_PER_CELL
     for runs in runs_of_reader:
         report.reader_runs += len(runs)
         report.problems += _check_reader_runs(runs)
-    report.problems += _check_rows(db, names, cells)
+    sessions = [session for name in names for session in session_names(name, threads)]
+    report.problems += _check_rows(db, sessions, cells)
     return report
 
 
@@ -220,20 +254,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--cells", type=int, default=300, help="cells per worker")
     parser.add_argument("--readers", type=int, default=2, help="threads running the CLI in a loop")
-    parser.add_argument("--worker", nargs=3, metavar=("DB", "SESSION", "CELLS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="sessions per worker process, a thread each (group commit)"
+    )
+    parser.add_argument(
+        "--worker", nargs=4, metavar=("DB", "SESSION", "CELLS", "THREADS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.worker:
-        db, session_id, cells = args.worker
-        worker_main(db, session_id, int(cells))
+        db, worker, cells, threads = args.worker
+        worker_main(db, worker, int(cells), int(threads))
         return 0
     with tempfile.TemporaryDirectory(prefix="contention-") as folder:
         report = run_contention(
-            Path(folder) / "store.db", workers=args.workers, cells=args.cells, readers=args.readers
+            Path(folder) / "store.db",
+            workers=args.workers,
+            cells=args.cells,
+            readers=args.readers,
+            threads=args.threads,
         )
         size = os.path.getsize(Path(folder) / "store.db")
     for problem in report.problems[:20]:
         print(f"problem: {problem}")
-    print(f"workers x cells:   {report.workers} x {report.cells_per_worker}")
+    print(f"workers x cells:   {report.workers} x {report.cells_per_worker} ({report.threads} sessions each)")
     print(f"write operations:  {report.write_operations} ({WRITES_PER_CELL} transactions a cell)")
     print(f"CLI reader runs:   {report.reader_runs}")
     print(

@@ -35,6 +35,7 @@ import signal  # noqa: E402
 import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field, replace  # noqa: E402
@@ -173,12 +174,45 @@ def plan(seed: int, largest: int = LARGEST_TEXT) -> Iterator[Op]:
 # -- the child -----------------------------------------------------------------------------------------
 
 
-def child_main(db: str, log: str, seed: int, session_id: str) -> None:
-    """Run the plan on ``session_id``, reporting each step on ``log`` after its call returned."""
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+def child_main(db: str, log: str, seed: int, session_id: str, sessions: int = 1) -> None:
+    """Run the plan on ``session_id``, reporting each step on ``log`` after its call returned.
+
+    With several ``sessions``, each runs in a thread of its own on the one store
+    (their writes share commits), with the plan and log of :func:`session_parts`.
+    """
     store = ObservationStore.open(db)
-    os.write(fd, b"open\n")
-    host_loop(store, session_id, plan(seed), lambda line: os.write(fd, line))
+    loops = []
+    for name, part_log, part_seed in session_parts(session_id, Path(log), seed, sessions):
+        fd = os.open(part_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(fd, b"open\n")
+        loops.append((name, part_seed, fd))
+    if sessions == 1:
+        name, part_seed, fd = loops[0]
+        host_loop(store, name, plan(part_seed), lambda line: os.write(fd, line))
+        return
+    threads = [threading.Thread(target=_loop_or_exit, args=(store, *loop)) for loop in loops]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _loop_or_exit(store: ObservationStore, session_id: str, seed: int, fd: int) -> None:
+    """Run one session's plan; a failure ends the whole writer (the campaign reports it)."""
+    try:
+        host_loop(store, session_id, plan(seed), lambda line: os.write(fd, line))
+    except BaseException as exc:
+        print(f"writer session {session_id}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        os._exit(3)
+
+
+def session_parts(session_id: str, log: Path, seed: int, sessions: int) -> list[tuple[str, Path, int]]:
+    """Return the session name, log and plan seed of each of a writer's ``sessions``."""
+    parts = [(session_id, log, seed)]
+    for index in range(1, sessions):
+        name = f"{session_id}-{index}"
+        parts.append((name, log.with_name(f"{name}.log"), seed * 1_000 + index))
+    return parts
 
 
 def host_loop(
@@ -359,11 +393,13 @@ class KillResult:
     model: Model
     violations: list[str]
     early: bool
+    #: Every session's model (the first is ``model``).
+    models: dict[str, Model] = field(default_factory=dict)
 
 
-def _spawn(db: Path, log: Path, seed: int, session_id: str) -> subprocess.Popen[bytes]:
+def _spawn(db: Path, log: Path, seed: int, session_id: str, sessions: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--child", str(db), str(log), str(seed), session_id],
+        [sys.executable, str(SCRIPT), "--child", str(db), str(log), str(seed), session_id, str(sessions)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=ROOT,
@@ -391,11 +427,13 @@ def reported_steps(log: Path) -> tuple[list[list[str]], bool]:
     return [line.split(" ") for line in whole[1:]], opened
 
 
-def kill_once(db: Path, work: Path, run: int, seed: int, rng: random.Random, max_delay: float) -> KillResult:
-    """Start the writer on session ``run-<run>``, SIGKILL it at random, check the store."""
+def kill_once(
+    db: Path, work: Path, run: int, seed: int, rng: random.Random, max_delay: float, sessions: int = 1
+) -> KillResult:
+    """Start the writer on session ``run-<run>`` (and those beside it), kill it at random, check the store."""
     session_id = f"run-{run}"
     log = work / f"{session_id}.log"
-    child = _spawn(db, log, seed, session_id)
+    child = _spawn(db, log, seed, session_id, sessions)
     early = rng.random() < EARLY_KILL_SHARE
     violations: list[str] = []
     if early:
@@ -409,29 +447,39 @@ def kill_once(db: Path, work: Path, run: int, seed: int, rng: random.Random, max
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
         violations.append(f"{session_id}: the writer ended by itself ({child.returncode}): {tail}")
 
-    steps, opened = reported_steps(log)
-    if steps and not opened:
-        violations.append(f"{session_id}: steps reported before the store was opened")
-    ops = list(itertools.islice(plan(seed), len(steps) + 1))
-    model = Model()
-    for index, (step, op) in enumerate(zip(steps, ops, strict=False)):
-        expected = [str(index), op.action, op.cell, str(op.generation), op.payload_sha256()]
-        if step != expected:
-            violations.append(f"{session_id}: step {index} reported as {step}, planned as {expected}")
-        model.apply(op)
-    with_next = model.copy()
-    with_next.apply(ops[len(steps)])
+    parts = []
+    reported = 0
+    for name, part_log, part_seed in session_parts(session_id, log, seed, sessions):
+        steps, opened = reported_steps(part_log)
+        if steps and not opened:
+            violations.append(f"{name}: steps reported before the store was opened")
+        ops = list(itertools.islice(plan(part_seed), len(steps) + 1))
+        model = Model()
+        for index, (step, op) in enumerate(zip(steps, ops, strict=False)):
+            expected = [str(index), op.action, op.cell, str(op.generation), op.payload_sha256()]
+            if step != expected:
+                violations.append(f"{name}: step {index} reported as {step}, planned as {expected}")
+            model.apply(op)
+        with_next = model.copy()
+        with_next.apply(ops[len(steps)])
+        parts.append((name, ops, model, with_next))
+        reported += len(steps)
 
     check = integrity(db)
     if check != ["ok"]:
         violations.append(f"{session_id}: integrity_check says {check[:3]}")
+    models: dict[str, Model] = {}
     with ObservationStore.open(db) as store:
-        violations += check_session(store, session_id, ops, model, with_next)
-        matched = model if observe(store, session_id) == model.snapshot() else with_next
-        _count, problems = row_problems(db, session_id)
-        violations += problems
-        violations += resolve_interrupted(store, session_id, matched)
-    return KillResult(len(steps), matched, violations, early)
+        for name, ops, model, with_next in parts:
+            violations += check_session(store, name, ops, model, with_next)
+            models[name] = model if observe(store, name) == model.snapshot() else with_next
+            _count, problems = row_problems(db, name)
+            violations += problems
+        if sessions == 1:
+            violations += resolve_interrupted(store, session_id, models[session_id])
+        else:
+            violations += resolve_together(store, models)
+    return KillResult(reported, models[session_id], violations, early, models)
 
 
 def check_session(
@@ -499,6 +547,29 @@ def resolve_interrupted(store: ObservationStore, session_id: str, model: Model) 
     return violations
 
 
+def resolve_together(store: ObservationStore, models: dict[str, Model]) -> list[str]:
+    """Run fail_pending once for sessions interrupted together; check it failed exactly their rows."""
+    violations = []
+    pending = store.pending()
+    strays = [o for o in pending if o.session_id not in models]
+    if strays:
+        violations.append(f"rows of other sessions still pending: {strays[:3]}")
+    expected = sum(model.fail_pending(RESTART_TEXT) for model in models.values())
+    resolved = store.fail_pending(RESTART_TEXT)
+    if resolved != len(pending) or resolved != expected:
+        violations.append(f"fail_pending resolved {resolved}; {len(pending)} pending, {expected} expected")
+    if store.pending():
+        violations.append("rows still pending after fail_pending")
+    for session_id, model in models.items():
+        if observe(store, session_id) != model.snapshot():
+            violations.append(f"{session_id}: after fail_pending the store is not the model")
+    for o in pending:
+        replay = store.session(o.session_id).begin(o.cell_id, o.generation)
+        if replay is None or replay.state != "failed" or replay.error_text != RESTART_TEXT:
+            violations.append(f"{o.session_id}/{o.cell_id}/{o.generation}: replay after restart is {replay}")
+    return violations
+
+
 # -- the campaign ------------------------------------------------------------------------------------------
 
 
@@ -533,9 +604,13 @@ def run_campaign(
     folder: Path | None = None,
     max_delay: float = 0.4,
     sweep_every: int = SWEEP_EVERY,
+    sessions: int = 1,
     echo: Callable[[str], None] | None = None,
 ) -> CampaignReport:
-    """Kill the writer ``kills`` times on one store file in ``folder`` (a temporary one if None)."""
+    """Kill the writer ``kills`` times on one store file in ``folder`` (a temporary one if None).
+
+    Each writer runs ``sessions`` sessions at once (threads sharing commits).
+    """
     started = time.monotonic()
     report = CampaignReport()
     rng = random.Random(seed)
@@ -545,12 +620,12 @@ def run_campaign(
         work.mkdir(parents=True, exist_ok=True)
         db = work / "campaign.db"
         for run in range(kills):
-            result = kill_once(db, work, run, seed * 100_003 + run, rng, max_delay)
+            result = kill_once(db, work, run, seed * 100_003 + run, rng, max_delay, sessions)
             report.kills += 1
             report.early_kills += result.early
             report.operations_verified += result.reported
             report.violations += result.violations
-            models[f"run-{run}"] = result.model
+            models.update(result.models)
             if (run + 1) % sweep_every == 0 or run + 1 == kills:
                 rows, problems = _sweep(db, models)
                 report.rows_checked += rows
@@ -572,14 +647,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=int(time.time()), help="seed of the plans and kills")
     parser.add_argument("--keep", type=Path, help="keep the store and side files in this folder")
     parser.add_argument("--max-delay", type=float, default=0.4, help="longest wait before a kill (s)")
-    parser.add_argument("--child", nargs=4, metavar=("DB", "LOG", "SEED", "SESSION"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sessions", type=int, default=1, help="sessions each writer runs at once (a thread each)"
+    )
+    parser.add_argument(
+        "--child", nargs=5, metavar=("DB", "LOG", "SEED", "SESSION", "SESSIONS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.child:
-        db, log, child_seed, session_id = args.child
-        child_main(db, log, int(child_seed), session_id)
+        db, log, child_seed, session_id, sessions = args.child
+        child_main(db, log, int(child_seed), session_id, int(sessions))
         return 0
-    print(f"crash campaign: {args.kills} kills, seed {args.seed}", flush=True)
-    report = run_campaign(args.kills, seed=args.seed, folder=args.keep, max_delay=args.max_delay, echo=print)
+    print(
+        f"crash campaign: {args.kills} kills, {args.sessions} sessions per writer, seed {args.seed}",
+        flush=True,
+    )
+    report = run_campaign(
+        args.kills,
+        seed=args.seed,
+        folder=args.keep,
+        max_delay=args.max_delay,
+        sessions=args.sessions,
+        echo=print,
+    )
     for violation in report.violations[:20]:
         print(f"violation: {violation}")
     print(f"kills:               {report.kills} ({report.early_kills} during start-up)")

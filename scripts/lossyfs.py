@@ -23,8 +23,14 @@ Run as its own process (the writer must not share it)::
 
 It prints ``ready`` once mounted and ``cut N`` when the power went (N: write-type
 operations since ``arm``), and reads commands on stdin, one a line:
-``arm K drop|torn SEED``, ``cut drop|torn SEED``, ``victim PID``. Unmount with
+``arm K drop|torn SEED``, ``cut drop|torn SEED``, ``victim PID``, ``stats`` (answered
+by ``stats FSYNCS WRITES``: syncs and writes since the mount). Unmount with
 ``fusermount3 -u MOUNTPOINT``. From Python, :class:`LossyMount` does all of this.
+
+A slow disk: ``--fsync-delay SECONDS`` makes every ``fsync``, ``fdatasync`` and
+folder sync take that long more (the filesystem serves one request at a time,
+as a disk's flush queue would), the way network block storage or a laptop's
+SSD under load flushes; benchmarks measure many writers against it.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ from typing import Any, TypeVar
 __all__ = ["BLOCK", "CUT_MODES", "LossyFS", "LossyMount", "fuse_unavailable"]
 
 BLOCK = 4096
+#: libfuse 3's capability bit for the kernel's write-back cache.
+FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 CUT_MODES = ("drop", "torn")
 SCRIPT = Path(__file__).resolve()
 #: Backing names the filesystem uses for a moment while it moves entries around.
@@ -105,10 +113,18 @@ class LossyFS:
     flag_nopath = True
     flag_nullpath_ok = True
 
-    def __init__(self, backing: Path, *, events: Callable[[str], None] = print) -> None:
-        """Load the backing folder's files as the durable (and current) state."""
+    def __init__(
+        self, backing: Path, *, events: Callable[[str], None] = print, fsync_delay: float = 0.0
+    ) -> None:
+        """Load the backing folder's files as the durable (and current) state.
+
+        ``fsync_delay``: seconds every sync takes on top of its work (a slow disk).
+        """
         self.backing = backing
         self.events = events
+        self.fsync_delay = fsync_delay
+        self.fsyncs = 0  # syncs done since the mount (file and folder)
+        self.writes = 0  # write calls since the mount
         self.mutex = threading.RLock()
         self.names: dict[str, Node] = {}
         self.durable: dict[str, Node] = {}
@@ -333,6 +349,18 @@ class LossyFS:
         """Say the mount is up."""
         self.events("ready")
 
+    def init_with_config(self, conn_info: Any, _config: Any) -> None:
+        """Mount; a slow disk lets the kernel gather writes in its page cache until a sync.
+
+        A disk's writes land in the page cache and only its flush is slow; here
+        every write would cross into this process otherwise, which a real disk
+        does not charge. Without a delay (the power-cut tests) every write is
+        seen as it happens, and a cut can fall between any two.
+        """
+        if self.fsync_delay and conn_info is not None:
+            conn_info.want |= conn_info.capable & FUSE_CAP_WRITEBACK_CACHE
+        self.init("/")
+
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
         """Return a file's or the root's attributes."""
         with self.mutex:
@@ -411,6 +439,7 @@ class LossyFS:
         with self.mutex:
             self._write_op()
             self._write(self.handles[fh], data, offset)
+            self.writes += 1
             return len(data)
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
@@ -428,7 +457,14 @@ class LossyFS:
             if not datasync:
                 self._sync_entries([node])
             self._sync_data(node)
+            self._synced()
             return 0
+
+    def _synced(self) -> None:
+        """Count a sync, and take the slow disk's time for it."""
+        self.fsyncs += 1
+        if self.fsync_delay:
+            time.sleep(self.fsync_delay)
 
     def opendir(self, _path: str) -> int:
         """Open the root folder."""
@@ -445,6 +481,7 @@ class LossyFS:
             self._write_op()
             nodes = {id(n): n for n in [*self.names.values(), *self.durable.values()]}
             self._sync_entries(list(nodes.values()))
+            self._synced()
             return 0
 
     def flush(self, _path: str | None, _fh: int) -> int:
@@ -570,11 +607,14 @@ def _control(current: list[LossyFS], mounts: queue.Queue[bool], events: Callable
         elif words[0] == "victim":
             with operations.mutex:
                 operations.victims.add(int(words[1]))
+        elif words[0] == "stats":
+            with operations.mutex:
+                events(f"stats {operations.fsyncs} {operations.writes}")
         events("ok")
     mounts.put(False)
 
 
-def serve(backing: Path, mountpoint: Path) -> None:
+def serve(backing: Path, mountpoint: Path, fsync_delay: float = 0.0) -> None:
     """Mount the filesystem; after each unmount, mount it again, fresh, on a ``mount`` command.
 
     One process serves mount after mount (each from the backing folder alone, as
@@ -598,7 +638,7 @@ def serve(backing: Path, mountpoint: Path) -> None:
     mounts.put(True)
     threading.Thread(target=_control, args=(current, mounts, event), daemon=True).start()
     while mounts.get():
-        current.append(LossyFS(backing, events=event))
+        current.append(LossyFS(backing, events=event, fsync_delay=fsync_delay))
         del current[:-1]
         Fuse(
             current[-1],
@@ -621,8 +661,13 @@ class LossyMount:
     ``unmount`` then ``remount`` is the restart after a power cut; ``close`` ends it all.
     """
 
-    def __init__(self, backing: Path, mountpoint: Path, *, timeout: float = 30.0) -> None:
-        """Mount ``backing`` on ``mountpoint`` (both folders must exist) and wait until it is up."""
+    def __init__(
+        self, backing: Path, mountpoint: Path, *, timeout: float = 30.0, fsync_delay: float = 0.0
+    ) -> None:
+        """Mount ``backing`` on ``mountpoint`` (both folders must exist) and wait until it is up.
+
+        ``fsync_delay`` makes every sync take that many seconds more (a slow disk).
+        """
         self.backing, self.mountpoint = backing, mountpoint
         self.cuts: list[int] = []
         self.mounted = False
@@ -630,7 +675,7 @@ class LossyMount:
         # A file, not a pipe: a process that logs a lot must never block on a full pipe.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         self.process = subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(backing), str(mountpoint)],
+            [sys.executable, str(SCRIPT), str(backing), str(mountpoint), "--fsync-delay", str(fsync_delay)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -692,6 +737,15 @@ class LossyMount:
     def cut(self, mode: str, seed: int) -> None:
         """Cut the power now."""
         self._send(f"cut {mode} {seed}")
+
+    def stats(self) -> tuple[int, int]:
+        """Return the syncs and the write calls the filesystem served since it was mounted."""
+        self._write("stats")
+        line = self._expect("stats", 30)
+        if line is None or self._expect("ok", 30) is None:
+            raise RuntimeError(f"lossyfs did not answer stats: {self.stderr_tail()}")
+        _word, fsyncs, writes = line.split()
+        return int(fsyncs), int(writes)
 
     def victim(self, pid: int) -> None:
         """Have the process ``pid`` (and its children that write) killed when the power goes."""
@@ -780,5 +834,17 @@ def fuse_unavailable(scratch: Path) -> str | None:
     return None
 
 
+def main(argv: list[str] | None = None) -> None:
+    """Serve the filesystem: ``BACKING MOUNTPOINT [--fsync-delay SECONDS]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("backing", type=Path)
+    parser.add_argument("mountpoint", type=Path)
+    parser.add_argument("--fsync-delay", type=float, default=0.0, help="seconds each sync takes more")
+    args = parser.parse_args(argv)
+    serve(args.backing, args.mountpoint, args.fsync_delay)
+
+
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]), Path(sys.argv[2]))
+    main()

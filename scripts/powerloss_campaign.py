@@ -17,9 +17,15 @@ some prefix of the plan); payloads read back byte for byte with their sha256;
 still holds what it held; and the store keeps working (the next writer, and a
 last host loop at the end).
 
+With ``--sessions K`` each writer runs K sessions at once, a thread each with a
+plan and a log of its own, so that their writes share commits (SQLite group
+commit, SPEC §6); every session is checked as above, and a cut of the writer
+cuts all of them.
+
 Usage::
 
     .venv/bin/python scripts/powerloss_campaign.py --cuts 1000 --durability full --mode mixed --seed 1
+    .venv/bin/python scripts/powerloss_campaign.py --cuts 300 --sessions 8 --durability full --seed 2
     .venv/bin/python scripts/powerloss_campaign.py --cuts 200 --durability normal --mode mixed
     .venv/bin/python scripts/powerloss_campaign.py --cuts 20 --synchronous-off   # must report faults
 
@@ -46,6 +52,7 @@ import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -66,6 +73,7 @@ from scripts.crash_campaign import (  # noqa: E402
     plan,
     reported_steps,
     resolve_interrupted,
+    resolve_together,
     row_problems,
 )
 from scripts.lossyfs import CUT_MODES, LossyMount  # noqa: E402
@@ -96,6 +104,7 @@ class PowerLossReport:
 
     durability: str = "full"
     synchronous_off: bool = False
+    sessions: int = 1  # sessions each writer runs at once
     cuts: int = 0
     cuts_by_mode: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CUT_MODES, 0))
     cuts_on_request: int = 0
@@ -163,8 +172,44 @@ def writer_main() -> int:
     if orders["sync_off"]:
         synchronous_off(store)
     report(b"open\n")
-    host_loop(store, orders["session_id"], plan(orders["seed"], orders["largest"]), report)
+    loops = [(orders["session_id"], orders["seed"], report)]
+    loops += [(part["session_id"], part["seed"], _side_log(part["log"])) for part in orders["parts"]]
+    if len(loops) == 1:
+        host_loop(store, orders["session_id"], plan(orders["seed"], orders["largest"]), report)
+        return 0
+    # Sessions at once, a thread each: their writes share the store's commits.
+    threads = [
+        threading.Thread(target=_loop_or_exit, args=(store, session_id, plan(seed, orders["largest"]), log))
+        for session_id, seed, log in loops
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return 0
+
+
+def _loop_or_exit(
+    store: ObservationStore, session_id: str, steps: Any, report: Callable[[bytes], None]
+) -> None:
+    """Run one session's host loop; a failure ends the whole writer (the campaign reports it)."""
+    try:
+        host_loop(store, session_id, steps, report)
+    except BaseException as exc:
+        print(f"writer session {session_id}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        os._exit(3)
+
+
+def _side_log(path: str) -> Callable[[bytes], None]:
+    """Open a session's log (outside the mount) and say the store is open; return its synced writer."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def report(line: bytes) -> None:
+        os.write(fd, line)
+        os.fdatasync(fd)
+
+    report(b"open\n")
+    return report
 
 
 class Writers:
@@ -204,6 +249,12 @@ class Cut:
     log: Path
     largest: int = LARGEST_TEXT
     violations: list[str] = field(default_factory=list)
+    #: The sessions the writer ran besides the first (``--sessions``), each a cut of its own.
+    more: list[Cut] = field(default_factory=list)
+
+    def parts(self) -> list[Cut]:
+        """Return this session's cut and those of the sessions that ran beside it."""
+        return [self, *self.more]
 
 
 def cut_writer(
@@ -220,8 +271,9 @@ def cut_writer(
     fresh: bool,
     last_operation: int = LAST_OPERATION,
     largest: int = LARGEST_TEXT,
+    sessions: int = 1,
 ) -> Cut:
-    """Start a writer on session ``run-<run>`` and cut the power under it.
+    """Start a writer on session ``run-<run>`` (and ``run-<run>-<i>`` beside it) and cut the power under it.
 
     On a ``fresh`` store (no file yet) the cut comes while the writer creates it.
     """
@@ -237,6 +289,9 @@ def cut_writer(
     else:
         trigger = "operation"
     cut = Cut(session_id, seed, mode, trigger, log, largest)
+    for index in range(1, sessions):
+        name = f"{session_id}-{index}"
+        cut.more.append(Cut(name, seed * 1_000 + index, mode, trigger, logs / f"{name}.log", largest))
     writer = writers.take()
     assert writer.stdin is not None
     try:
@@ -255,6 +310,9 @@ def cut_writer(
             "durability": durability,
             "sync_off": sync_off,
             "largest": largest,
+            "parts": [
+                {"session_id": part.session_id, "seed": part.seed, "log": str(part.log)} for part in cut.more
+            ],
         }
         writer.stdin.write(json.dumps(orders).encode() + b"\n")
     finally:
@@ -296,8 +354,19 @@ class CutCheck:
     violations: list[str]
 
 
-def check_cut(db: Path, cut: Cut, durability: Durability) -> CutCheck:
-    """Check the store after the restart that follows ``cut`` (see the module docstring)."""
+@dataclass
+class _Planned:
+    """What one session's log says, against its plan: the steps and the states each prefix leaves."""
+
+    cut: Cut
+    violations: list[str]
+    acknowledged: int
+    opened: bool
+    ops: list[Op]
+    prefixes: list[Model]
+
+
+def _planned(cut: Cut) -> _Planned:
     session_id = cut.session_id
     violations = list(cut.violations)
     steps, opened = reported_steps(cut.log)
@@ -311,36 +380,61 @@ def check_cut(db: Path, cut: Cut, durability: Durability) -> CutCheck:
             violations.append(f"{session_id}: step {index} reported as {step}, planned as {expected}")
         prefixes.append(_after(prefixes[-1], op))
     prefixes.append(_after(prefixes[-1], ops[len(steps)]))
-    acknowledged = len(steps)
+    return _Planned(cut, violations, len(steps), opened, ops, prefixes)
+
+
+def check_cut(db: Path, cut: Cut, durability: Durability) -> list[CutCheck]:
+    """Check the store after the restart that follows ``cut`` (see the module docstring).
+
+    Return one check per session the writer ran (``cut.parts()``); a corrupt
+    store marks every one corrupt.
+    """
+    planned = [_planned(part) for part in cut.parts()]
+
+    def corrupt(violation: str | None) -> list[CutCheck]:
+        if violation is not None:
+            planned[0].violations.append(violation)
+        return [CutCheck(p.acknowledged, None, None, True, p.violations) for p in planned]
+
     if not db.exists():
-        if opened:
-            violations.append(f"{session_id}: the store file is gone after the cut")
-            return CutCheck(acknowledged, None, None, True, violations)
-        return CutCheck(acknowledged, 0, Model(), False, violations)
+        if any(p.opened for p in planned):
+            return corrupt(f"{cut.session_id}: the store file is gone after the cut")
+        return [CutCheck(p.acknowledged, 0, Model(), False, p.violations) for p in planned]
     check = integrity(db)
     if check != ["ok"]:
-        violations.append(f"{session_id}: integrity_check says {check[:3]}")
-        return CutCheck(acknowledged, None, None, True, violations)
+        return corrupt(f"{cut.session_id}: integrity_check says {check[:3]}")
+    models: dict[str, Model] = {}
+    kept: list[int] = []
     try:
         with ObservationStore.open(db) as store:
-            found = observe(store, session_id)
-            matches = (j for j in range(len(prefixes) - 1, -1, -1) if prefixes[j].snapshot() == found)
-            kept = next(matches, None)
-            if kept is None:
-                violations.append(f"{session_id}: the store holds no prefix of the plan: {sorted(found)[:5]}")
-                return CutCheck(acknowledged, None, None, True, violations)
-            if kept < acknowledged and durability == "full":
-                lost = acknowledged - kept
-                violations.append(f"{session_id}: {lost} acknowledged steps lost (durability full)")
-            violations += check_payloads(store, session_id, ops, found)
-            _count, problems = row_problems(db, session_id)
-            violations += problems
-            model = prefixes[kept]
-            violations += resolve_interrupted(store, session_id, model)
+            for p in planned:
+                session_id = p.cut.session_id
+                found = observe(store, session_id)
+                prefixes = p.prefixes
+                matches = (j for j in range(len(prefixes) - 1, -1, -1) if prefixes[j].snapshot() == found)
+                j = next(matches, None)
+                if j is None:
+                    return corrupt(
+                        f"{session_id}: the store holds no prefix of the plan: {sorted(found)[:5]}"
+                    )
+                if j < p.acknowledged and durability == "full":
+                    lost = p.acknowledged - j
+                    p.violations.append(f"{session_id}: {lost} acknowledged steps lost (durability full)")
+                p.violations += check_payloads(store, session_id, p.ops, found)
+                _count, problems = row_problems(db, session_id)
+                p.violations += problems
+                models[session_id] = prefixes[j]
+                kept.append(j)
+            if len(planned) == 1:
+                planned[0].violations += resolve_interrupted(store, cut.session_id, models[cut.session_id])
+            else:
+                planned[0].violations += resolve_together(store, models)
     except StoreError as exc:
-        violations.append(f"{session_id}: the store does not open after the cut: {exc}")
-        return CutCheck(acknowledged, None, None, True, violations)
-    return CutCheck(acknowledged, kept, model, False, violations)
+        return corrupt(f"{cut.session_id}: the store does not open after the cut: {exc}")
+    return [
+        CutCheck(p.acknowledged, j, models[p.cut.session_id], False, p.violations)
+        for p, j in zip(planned, kept, strict=True)
+    ]
 
 
 def _after(model: Model, op: Op) -> Model:
@@ -404,13 +498,17 @@ def run_campaign(
     final_steps: int = 30,
     last_operation: int = LAST_OPERATION,
     largest: int = LARGEST_TEXT,
+    sessions: int = 1,
     echo: Callable[[str], None] | None = None,
 ) -> PowerLossReport:
-    """Cut the power ``cuts`` times under host-loop writers on one store (a new one after corruption)."""
+    """Cut the power ``cuts`` times under host-loop writers on one store (a new one after corruption).
+
+    Each writer runs ``sessions`` sessions at once (threads of one process, one store).
+    """
     if mode not in (*CUT_MODES, "mixed"):
         raise ValueError(f"mode must be drop, torn or mixed, not {mode!r}")
     started = time.monotonic()
-    report = PowerLossReport(durability=durability, synchronous_off=sync_off)
+    report = PowerLossReport(durability=durability, synchronous_off=sync_off, sessions=sessions)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="powerloss-campaign-") as scratch:
         work = Path(folder) if folder is not None else Path(scratch)
@@ -428,20 +526,21 @@ def run_campaign(
                 if run:
                     mount.remount()  # the restart: fresh from the backing folder alone
                 try:
-                    checked = None if previous is None else check_cut(db, previous, durability)
-                    if (
-                        checked is not None
-                        and previous is not None
-                        and _fold(report, checked, previous, models)
+                    corrupt = False
+                    checks = [] if previous is None else check_cut(db, previous, durability)
+                    for part, checked in zip(
+                        [] if previous is None else previous.parts(), checks, strict=True
                     ):
+                        corrupt = _fold(report, checked, part, models) or corrupt
+                    if corrupt:
                         # A broken store cannot go on: keep it aside, start a new one.
                         models, ended = _new_store(report, mount, work / f"corrupt-{report.stores}")
-                    elif checked is not None:
+                    elif previous is not None:
                         if run % SWEEP_EVERY == 0 or (run % FRESH_EVERY == 0 and run < cuts):
                             rows, problems = sweep(db, models, ended)
                             report.rows_checked += rows
                             report.violations += problems
-                        retire(db, models, ended, KEEP_SESSIONS)
+                        retire(db, models, ended, max(KEEP_SESSIONS, 2 * sessions))
                         if run % FRESH_EVERY == 0 and run < cuts:
                             # A new store now and then: creating the file is cut under too.
                             models, ended = _new_store(report, mount, None)
@@ -462,8 +561,9 @@ def run_campaign(
                         durability,
                         sync_off,
                         fresh,
-                        last_operation,
+                        last_operation * sessions,
                         largest,
+                        sessions,
                     )
                 finally:
                     mount.unmount()
@@ -543,6 +643,7 @@ def summary(report: PowerLossReport) -> list[str]:
     sync = "OFF (harness switch)" if report.synchronous_off else report.durability
     return [
         f"durability:            {report.durability}, synchronous {sync}",
+        f"sessions per writer:   {report.sessions} (threads of one process, sharing commits)",
         f"cuts:                  {report.cuts} "
         f"(drop {report.cuts_by_mode['drop']}, torn {report.cuts_by_mode['torn']}; "
         f"{report.cuts_on_request} on request, {report.cuts_during_startup} during start-up, "
@@ -575,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--largest-text", type=int, default=LARGEST_TEXT, help="bound of a payload's text (bytes)"
     )
+    parser.add_argument(
+        "--sessions", type=int, default=1, help="sessions each writer runs at once (a thread each)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the backing folder and logs in this folder")
     parser.add_argument(
         "--synchronous-off",
@@ -587,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         return writer_main()
     print(
         f"power-loss campaign: {args.cuts} cuts, durability {args.durability}, "
-        f"mode {args.mode}, seed {args.seed}",
+        f"mode {args.mode}, {args.sessions} sessions per writer, seed {args.seed}",
         flush=True,
     )
     report = run_campaign(
@@ -599,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         sync_off=args.synchronous_off,
         last_operation=args.last_operation,
         largest=args.largest_text,
+        sessions=args.sessions,
         echo=lambda line: print(line, flush=True),
     )
     for violation in report.violations[:20]:

@@ -175,7 +175,8 @@ def showcase_store(folder: Path) -> Path:
     run_demo(path, lambda _line: None)
     losses = [0.92, 0.61, 0.44, 0.35, 0.29, 0.26, 0.24, 0.23]
     chart = "data:image/png;base64," + base64.b64encode(bar_chart(losses)).decode("ascii")
-    with ObservationStore.open(path) as store:
+    # As a host would write it: with a host id, so the sessions page lists the host.
+    with ObservationStore.open(path, host_id="worker-1") as store:
         s = store.session(PLOTS)
         s.create_cell("chart")
         s.begin("chart", 0, {"yield_time_ms": 10000})

@@ -22,6 +22,7 @@ TINY = [
     "--contention-cells", "3",
     "--pg-cells", "2",
     "--lease-intervals", "6",
+    "--session-cells", "4",
 ]  # fmt: skip
 
 
@@ -66,6 +67,8 @@ def test_a_tiny_run_prints_the_table_and_writes_json_with_no_errors(
     host = report["details"]["host"]
     assert set(host) >= {"store_normal", "raw_normal", "store_full", "raw_full"}
     assert all(len(times) == 2 for times in host.values())
+    sessions = [row for row in rows if "sessions" in row["workload"] and row["measure"].startswith("cells/s")]
+    assert sessions and all(row["ratio"] is not None for row in sessions)  # group commit ran, 0 errors
     peers = [row for row in rows if row["baseline"].startswith("persist-queue")]
     assert len(peers) == 2  # one at each durability (the bench extra is installed by scripts/test.sh)
 

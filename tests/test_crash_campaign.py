@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from codemode_store import ObservationStore
+from codemode_store import DatabaseError, ObservationStore
 from scripts.crash_campaign import kill_once, observe, plan, row_problems, run_campaign
 
 
@@ -56,7 +56,17 @@ def test_the_checks_see_a_lost_or_altered_commit(tmp_path: Path) -> None:
     with ObservationStore.open(db) as store:
         assert observe(store, "run-0") == result.model.snapshot()
 
-    # Alter a stored hash behind the store's back: the row check sees it.
+    # Drop the last observation as if its commit had been lost: the model check sees it.
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute("DELETE FROM observations WHERE rowid = (SELECT max(rowid) FROM observations)")
+    finally:
+        conn.close()
+    with ObservationStore.open(db) as store:
+        assert observe(store, "run-0") != result.model.snapshot()
+
+    # Alter a stored hash behind the store's back: the row check sees it, and reads refuse the row.
     conn = sqlite3.connect(db)
     try:
         with conn:
@@ -65,13 +75,20 @@ def test_the_checks_see_a_lost_or_altered_commit(tmp_path: Path) -> None:
                 "WHERE rowid = (SELECT min(rowid) FROM observations WHERE payload IS NOT NULL)",
                 (bytes(32),),
             ).rowcount
-        # Drop the last observation as if its commit had been lost: the model check sees it.
-        with conn:
-            conn.execute("DELETE FROM observations WHERE rowid = (SELECT max(rowid) FROM observations)")
     finally:
         conn.close()
     assert changed == 1
     _count, problems = row_problems(db)
     assert any("does not match" in p for p in problems), problems
-    with ObservationStore.open(db) as store:
-        assert observe(store, "run-0") != result.model.snapshot()
+    with ObservationStore.open(db) as store, pytest.raises(DatabaseError, match="sha256 differs"):
+        observe(store, "run-0")
+
+
+@pytest.mark.slow
+def test_kills_of_a_writer_running_four_sessions_at_once_lose_nothing_committed(tmp_path: Path) -> None:
+    """Four sessions in threads of one writer share commits (group commit); every kill is checked for all."""
+    seed = random.Random(os.getpid() + 1).randrange(2**32)
+    report = run_campaign(8, seed=seed, folder=tmp_path, max_delay=0.3, sessions=4)
+    assert report.kills == 8
+    assert report.operations_verified >= 40, report
+    assert report.violations == [], f"seed {seed}: {report.violations[:10]}"

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import codemode_store
+import codemode_store.errors
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -37,6 +38,7 @@ RUNNABLE_DOCS = [
     DOCS / "security.md",
     DOCS / "development.md",
     DOCS / "host.md",
+    DOCS / "telemetry.md",
     DOCS / "several-hosts.md",
 ]
 
@@ -131,6 +133,10 @@ def test_the_protocol_page_states_every_operation_and_error() -> None:
     rule_errors += ["NotReleasable", "SchemaError", "DatabaseBusy"]
     for name in rule_errors:
         assert f"`{name}`" in protocol, name
+    # And every error of the library, the database's own included.
+    for name in codemode_store.errors.__all__:
+        if name != "StoreError":
+            assert f"`{name}`" in protocol, name
 
 
 # -- links -------------------------------------------------------------------------------------
@@ -244,3 +250,34 @@ def test_the_api_reference_builds_from_the_docstrings(tmp_path: Path) -> None:
     store_page = (out / "codemode_store" / "store.html").read_text(encoding="utf-8")
     assert "Open the store at a path or SQLAlchemy URL" in store_page
     assert (out / "index.html").is_file()
+
+
+# -- figures stand in one place ----------------------------------------------------------------
+
+_TABLE_ROW = re.compile(r"^\|.*\|$", re.MULTILINE)
+
+
+def test_benchmark_figures_stand_in_performance_md_and_are_only_linked_from_elsewhere() -> None:
+    performance = (DOCS / "performance.md").read_text(encoding="utf-8")
+    # The README's table is rows of performance.md's run, verbatim.
+    readme = README.read_text(encoding="utf-8")
+    section = readme.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    rows = [row for row in _TABLE_ROW.findall(section) if re.search(r"\d", row)]
+    assert rows and [row for row in rows if row not in performance] == []
+    # durability.md quotes no figure of its own: it links to the run.
+    durability = (DOCS / "durability.md").read_text(encoding="utf-8")
+    cost = durability.split("## Cost of `full` against `normal`", 1)[1].split("\n## ", 1)[0]
+    assert "performance.md" in cost
+    assert re.findall(r"\d+(?:\.\d+)?x|\b\d{3,}\b", cost) == []
+
+    # The one statement of the ratio of full to normal agrees with the table it comes from.
+    def cells_per_second(setting: str) -> int:
+        match = re.search(
+            rf"^\| host loop \(6 txns/cell\), durability={setting} \| cells/s \| (\d+) \|", performance, re.M
+        )
+        assert match is not None, setting
+        return int(match.group(1))
+
+    stated = re.search(r"`full` takes about (\d+\.\d)x the time of `normal`", performance)
+    assert stated is not None
+    assert float(stated.group(1)) == round(cells_per_second("normal") / cells_per_second("full"), 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -309,8 +310,11 @@ def test_the_reference_host_speaks_json_lines(tmp_path: Path) -> None:
     ]
     host = f"host {socket.gethostname()!r} incarnation 1"
     assert done.stderr == f"host ready: {host}, session 't', 0 interrupted generation(s) failed\n"
-    host_pid = audit.read_text().split()[2]
-    assert audit.read_text() == f"c 0 {host_pid}\n"  # the replay ran nothing
+    cell, generation, host_pid, command_pid = audit.read_text().split()
+    assert (cell, generation) == ("c", "0")  # the replay ran nothing: one line
+    assert host_pid.startswith("host_pid=") and command_pid.startswith("command_pid=")
+    # Both named, and not the same process: the host's, and the command's it started.
+    assert int(host_pid.removeprefix("host_pid=")) != int(command_pid.removeprefix("command_pid="))
 
 
 def test_the_reference_host_reports_a_store_error_in_one_line(tmp_path: Path) -> None:
@@ -321,7 +325,7 @@ def test_the_reference_host_reports_a_store_error_in_one_line(tmp_path: Path) ->
 
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith(f"error: database {db} (--db): ") and len(done.stderr.splitlines()) == 1
 
 
 def test_ctrl_c_during_an_observe_fails_the_generation_as_cancelled(tmp_path: Path) -> None:
@@ -348,3 +352,41 @@ def test_ctrl_c_during_an_observe_fails_the_generation_as_cancelled(tmp_path: Pa
         assert store.pending() == []
         failed = store.session("default").get("c", 0)
     assert failed is not None and (failed.state, failed.error_text) == ("failed", "cancelled")
+
+
+def test_a_command_does_not_outlive_a_host_killed_with_sigkill(tmp_path: Path) -> None:
+    # The command would write its file after a sleep: the host's death must stop it first.
+    db, audit, written = tmp_path / "host.db", tmp_path / "runs", tmp_path / "side-effect"
+    source = f"echo begin; sleep 2; echo end > {written}"
+    command = [sys.executable, "-m", "codemode_store.host", "--db", str(db), "--audit", str(audit)]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT
+    ) as host:
+        assert host.stdin is not None and host.stdout is not None
+        create = {"id": 1, "op": "create", "cell_id": "c", "source": source}
+        host.stdin.write(json.dumps(create).encode() + b"\n")
+        host.stdin.write(
+            b'{"id": 2, "op": "observe", "cell_id": "c", "generation": 0, "yield_time_ms": 100}\n'
+        )
+        host.stdin.flush()
+        assert json.loads(host.stdout.readline())["ok"] == {"cell_id": "c"}
+        assert json.loads(host.stdout.readline())["ok"]["type"] == "yielded"  # the command is running
+        group = int(audit.read_text().split()[3].removeprefix("command_pid="))
+
+        host.kill()  # SIGKILL: the host stops nothing itself
+        host.wait(timeout=30)
+
+    deadline = time.monotonic() + 10
+    while _group_alive(group):
+        assert time.monotonic() < deadline, "the command outlived its host"
+        time.sleep(0.02)
+    time.sleep(2.5)  # past the command's sleep: it would have written by now
+    assert not written.exists()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -8,6 +8,7 @@ Core's commit.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -114,10 +115,11 @@ def test_the_checks_see_an_acknowledged_generation_left_retained(lane: Lane) -> 
     with ObservationStore.open(lane.db) as store, store.engine.begin() as conn:
         conn.execute(
             text(
-                "UPDATE observations SET state = 'failed', payload = :p, released_at = NULL "
-                "WHERE cell_id = :c AND generation = :g"
+                "UPDATE observations SET state = 'failed', payload = :p, payload_bytes = 1, "
+                "payload_sha256 = :h, released_at = NULL WHERE cell_id = :c AND generation = :g"
             ),
-            {"p": b"x", "c": cell, "g": last},
+            # A consistent row (length and sha256 of its payload): only the release is lost.
+            {"p": b"x", "h": hashlib.sha256(b"x").digest(), "c": cell, "g": last},
         )
 
     lane.check_end({cell})

@@ -267,3 +267,24 @@ def test_normal_loses_only_a_tail_and_never_corrupts(fuse_works: None, tmp_path:
     assert report.violations == [], report.violations[:10]
     assert report.corrupt == 0
     assert report.acknowledged > 0
+
+
+@pytest.mark.slow
+def test_eight_sessions_sharing_commits_lose_nothing_acknowledged(fuse_works: None, tmp_path: Path) -> None:
+    """Each writer runs 8 sessions at once (group commit); a cut loses no acknowledged step of any."""
+    seed = random.Random(os.getpid() ^ time.time_ns()).randrange(2**32)
+    report = run_campaign(10, durability="full", mode="mixed", seed=seed, folder=tmp_path, sessions=8)
+    assert report.violations == [], f"seed {seed}: {report.violations[:10]}"
+    assert report.cuts == 10 and report.sessions == 8
+    assert report.acknowledged > 500, report  # the cuts landed inside eight busy host loops
+    assert report.lost == 0 and report.corrupt == 0
+
+
+@pytest.mark.slow
+def test_the_campaign_of_eight_sessions_sees_the_faults_of_synchronous_off(
+    fuse_works: None, tmp_path: Path
+) -> None:
+    report = run_campaign(
+        6, durability="full", mode="drop", seed=8, folder=tmp_path, sync_off=True, sessions=8
+    )
+    assert report.faults > 0, report

@@ -77,6 +77,20 @@ def test_copy_round_trip_keeps_every_row_and_the_rules(
         check_rules_hold(middle, source)
 
 
+def test_a_target_at_an_older_revision_is_upgraded_then_filled(
+    source: ObservationStore, tmp_path: Path
+) -> None:
+    from codemode_store.migrate import HEAD_REVISION, current_revision, downgrade
+
+    with ObservationStore.open(tmp_path / "old.db") as old:
+        downgrade(old.engine, "0002")
+        assert current_revision(old.engine) == "0002"
+    copy_to(source, tmp_path / "old.db")
+    with ObservationStore.open(tmp_path / "old.db") as upgraded:
+        assert current_revision(upgraded.engine) == HEAD_REVISION
+        assert rows(upgraded) == rows(source)
+
+
 def test_a_rerun_skips_identical_sessions_and_refuses_differing_ones(
     source: ObservationStore, store_url: str
 ) -> None:
@@ -122,7 +136,10 @@ def test_small_pages_and_chunks_still_copy_every_row(
     assert len(states) > 10  # a state per small batch, not one per session
 
 
-def test_the_copy_is_one_snapshot_while_a_host_writes(source: ObservationStore, tmp_path: Path) -> None:
+def test_the_copy_is_one_snapshot_while_a_host_writes(store: ObservationStore, tmp_path: Path) -> None:
+    source = store  # on each backend
+    populate(source, "s1")
+    populate(source, "s2")
     before = rows(source)
     wrote = []
 
@@ -325,3 +342,29 @@ def test_a_row_that_fails_its_checks_is_named_by_line(source: ObservationStore, 
         with pytest.raises(BadSessionFile, match=f"line {len(lines) + 1}: generation is a whole number"):
             import_session(target, io.BytesIO(forged))
         assert rows(target)["cells"] == []
+
+
+# -- host ids (revision 0003) ------------------------------------------------------------------------
+
+
+def test_host_ids_and_their_hosts_rows_come_along(tmp_path: Path, store_url: str) -> None:
+    from codemode_store.hosts import RESTARTED_TEXT
+
+    ObservationStore.open(tmp_path / "hosted.db", host_id="worker-2").close()  # a host that began nothing
+    with ObservationStore.open(tmp_path / "hosted.db", host_id="worker-1", lease_seconds=3600) as hosted:
+        populate(hosted, "h1")
+        assert [h.host_id for h in hosted.hosts()] == ["worker-1", "worker-2"]
+        data = exported(hosted, "h1")
+        as_exported = rows(hosted)  # close() ends worker-1's lease: its hosts row changes
+        copy_to(hosted, store_url)
+        with ObservationStore.open(store_url) as copied:
+            assert rows(copied) == rows(hosted)
+            assert copied.session("h1").get("running", 0).host_id == "worker-1"
+            assert copied.fail_pending() == 0  # worker-1's lease runs: its pending row is its own
+    with ObservationStore.open(store_url, host_id="worker-1") as restarted:
+        assert (restarted.incarnation, restarted.recovered) == (2, 1)
+        assert restarted.session("h1").get("running", 0).error_text == RESTARTED_TEXT
+    with ObservationStore.open(tmp_path / "imported.db") as target:
+        import_session(target, io.BytesIO(data))
+        assert rows(target)["hosts"] == [row for row in as_exported["hosts"] if row[0] == "worker-1"]
+        assert of_sessions(rows(target), "h1") | {"hosts": []} == as_exported | {"hosts": []}

@@ -25,7 +25,9 @@ from support.cli_runner import cli
 from support.hostile import (
     CASES,
     HEAVY,
+    HOSTED,
     HOSTILE_CELL,
+    HOSTILE_HOST,
     HOSTILE_SESSION,
     SCRIPT,
     SESSION,
@@ -312,7 +314,7 @@ def test_the_html_pages_link_the_next_page(server: Server, db: Path) -> None:
         assert ("first page" in html) == (path != "/")
         link = re.search(r'<a rel="next" href="([^"]+)"', html)
         path = None if link is None else link.group(1).replace("&amp;", "&")
-    assert len(seen) == len(set(seen)) == len(_cli_json(db, "sessions")) == SESSIONS + 2
+    assert len(seen) == len(set(seen)) == len(_cli_json(db, "sessions")) == SESSIONS + 3
 
 
 def test_a_page_reads_no_offset_and_counts_no_whole_table(db: Path) -> None:
@@ -410,6 +412,21 @@ def test_hostile_ids_are_escaped_everywhere(server: Server) -> None:
         assert "\u202e" not in reply.text and "\u2066" not in reply.text
         assert "&lt;script&gt;" in reply.text
         assert_inert(reply.text)
+
+
+def test_the_sessions_page_lists_the_hosts(server: Server, db: Path) -> None:
+    html = request(server, "/").text
+    assert '<h2 id="hosts">Hosts</h2>' in html
+    assert f"--db {db} hosts</code>" in html
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html.split('id="hosts"', 1)[1]
+    assert HOSTILE_HOST not in html
+    assert_inert(html)
+    assert request(server, "/hosts.json").json() == _cli_json(db, "hosts")
+    (host,) = request(server, "/hosts.json").json()
+    assert host["host_id"] == HOSTILE_HOST and host["pending"] == 1 and host["live"] is False
+    timeline = request(server, page("/history", session=HOSTED, cell="c")).text
+    assert 'host <span class="id">&lt;script&gt;' in timeline
+    assert_inert(timeline)
 
 
 def test_control_characters_are_shown_escaped(server: Server) -> None:
@@ -530,3 +547,38 @@ def test_end_session_asks_then_purges(releasing: tuple[Server, Path]) -> None:
     done = request(server, where, method="POST", body=f"csrf={_csrf(confirm.text)}")
     assert done.status == 303
     assert HOSTILE_SESSION not in [s["session_id"] for s in _cli_json(path, "sessions")]
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_a_missing_browser_fails_the_browser_tests_under_ci_and_skips_them_otherwise(
+    tmp_path: Path, ci: str
+) -> None:
+    (tmp_path / "no_browser.py").write_text(
+        "import scripts.screenshot\nscripts.screenshot.CHROMIUM = '/nonexistent/chromium'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(CI=ci, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/test_web_browser.py",
+            "-p",
+            "no_browser",
+            "-q",
+            "-k",
+            "drawn",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if ci:
+        assert done.returncode == 1, done.stdout
+        assert "CI=true but the browser tests cannot run: /nonexistent/chromium is missing" in done.stdout
+    else:
+        assert done.returncode == 0, done.stdout
+        assert "1 skipped" in done.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import StoreError
 
-__all__ = ["DemoFailed", "NoOutcome", "StoreNotFound"]
+__all__ = ["CannotListen", "DemoFailed", "NoOutcome", "StoreNotFound"]
 
 
 class StoreNotFound(StoreError):
@@ -17,3 +17,7 @@ class NoOutcome(StoreError):
 
 class DemoFailed(StoreError):
     """The demo could not run (its database file is someone else's, or its host process failed)."""
+
+
+class CannotListen(StoreError):
+    """``serve`` cannot listen where it was asked (a port in use, an unknown host); choose another."""

@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 
 from .. import migrate, space
+from ..damage import checked_ints
 from ..engine import READ_ONLY
 from ..errors import FutureGeneration, InvalidInput, UnknownCell
 from ..hosts import HostInfo, host_info, select_host_infos
@@ -279,14 +280,17 @@ def iter_sessions(
         statement = statement.where(c.session_id > bindparam("p_after_session"))
     statement = statement.group_by(c.session_id).order_by(c.session_id)
     for row in _stream(store, _limited(statement, params, limit), params):
-        session_id, n_cells, n_open, count, held, created, *times = row
-        activity = max([created, *(t for t in times if t is not None)])
+        session_id, *values = row
+        n_cells, n_open, count, held, created, *times = checked_ints(
+            values, "a size or time of its rows", session_id
+        )
+        activity = max(t for t in (created, *times) if t is not None)
         last_activity = from_micros(activity)
         assert last_activity is not None
         yield SessionSummary(
             session_id=session_id,
-            cells=int(n_cells),
-            open_cells=int(n_open),
+            cells=int(n_cells or 0),
+            open_cells=int(n_open or 0),
             observations=int(count or 0),
             retained_bytes=int(held or 0),
             last_activity=last_activity,

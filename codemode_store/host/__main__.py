@@ -18,7 +18,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import StoreError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..errors import DatabaseError, SchemaError, StoreError
 from ..store import DEFAULT_LEASE_SECONDS, ObservationStore
 from .commands import CommandRuntime
 from .recovery import Recovery
@@ -27,16 +30,32 @@ from .server import RESTART_TEXT, Host, serve
 __all__ = ["main"]
 
 
-def _audit_log(path: Path) -> Callable[[str, int], None]:
-    """Return an ``on_run`` that appends ``cell generation pid`` to ``path``, synced, before each run."""
+def _audit_log(path: Path, runtime: CommandRuntime) -> Callable[[str, int], None]:
+    """Return an ``on_run`` that appends a line to ``path``, synced, before each run.
+
+    The line is ``cell generation host_pid=N command_pid=M``: the host's
+    process and the cell's command (``-`` when the runtime does not know the
+    cell, which then answers ``missing``).
+    """
 
     def note(cell_id: str, generation: int) -> None:
+        command = runtime.pid(cell_id)
         with path.open("a", encoding="utf-8") as log:
-            log.write(f"{cell_id} {generation} {os.getpid()}\n")
+            log.write(f"{cell_id} {generation} host_pid={os.getpid()} command_pid={command or '-'}\n")
             log.flush()
             os.fsync(log.fileno())
 
     return note
+
+
+def _shown(db: str) -> str:
+    """Return the ``--db`` value as an error names it: a URL with its password hidden."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a URL that does not parse)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--audit",
         type=Path,
         metavar="FILE",
-        help="append 'cell generation pid' to FILE (synced) before the runtime runs a generation",
+        help="append 'cell generation host_pid=N command_pid=M' to FILE (synced) before each run",
     )
     parser.add_argument(
         "--host-id",
@@ -67,13 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"the host's lease, renewed every third of it (default: {DEFAULT_LEASE_SECONDS:g})",
     )
     args = parser.parse_args(argv)
-    on_run = None if args.audit is None else _audit_log(args.audit)
     host_id = socket.gethostname() if args.host_id is None else args.host_id
     try:
         with (
             ObservationStore.open(args.db, host_id=host_id, lease_seconds=args.lease_seconds) as store,
             CommandRuntime() as runtime,
         ):
+            on_run = None if args.audit is None else _audit_log(args.audit, runtime)
             host = Host(store, runtime, args.session, on_run=on_run)
             failed = store.recovered + host.start()
             print(
@@ -90,7 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if host.fenced is not None:
                 raise host.fenced
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # The database's own errors name it, as the command line's do.
+        named = isinstance(exc, (DatabaseError, SchemaError))
+        print(
+            f"error: database {_shown(args.db)} (--db): {exc}" if named else f"error: {exc}", file=sys.stderr
+        )
         return 1
     except KeyboardInterrupt:
         # observe has failed the interrupted generation ("cancelled"): nothing stays pending.

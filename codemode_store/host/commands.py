@@ -5,7 +5,9 @@ the previous observe: ``completed`` as soon as the command exits (``error_text``
 names a non-zero status or a signal), else ``yielded`` once ``yield_time_ms``
 passes. ``terminate`` kills the command's process group and returns
 ``terminated`` with its last output. Cells of a previous host process are
-unknown here: ``missing``.
+unknown here: ``missing``. A command does not outlive its host: if the host
+dies without stopping it (``kill -9``), a reaper process (``reaper.py``) kills
+its process group.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 from types import TracebackType
 
 from ..wire import Outcome, TextItem
@@ -72,6 +76,43 @@ class _Command:
         self.process.wait()
 
 
+class _Reaper:
+    """The reaper process of one runtime (``reaper.py``): told of each command's process group."""
+
+    def __init__(self) -> None:
+        script = Path(__file__).with_name("reaper.py")
+        # A session of its own: a signal to the host's process group does not reach it.
+        self._process = subprocess.Popen(  # noqa: S603 - our own script, by path
+            [sys.executable, "-I", "-S", str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _tell(self, line: str) -> None:
+        assert self._process.stdin is not None
+        # A reaper that is gone cannot be told; the host goes on serving.
+        with contextlib.suppress(OSError, ValueError):
+            self._process.stdin.write(line.encode("ascii"))
+            self._process.stdin.flush()
+
+    def watch(self, group: int) -> None:
+        """List a command's process group: killed if the host dies while it runs."""
+        self._tell(f"+{group}\n")
+
+    def forget(self, group: int) -> None:
+        """Take a reaped command's process group off the list (its id may be reused)."""
+        self._tell(f"-{group}\n")
+
+    def close(self) -> None:
+        """End the reaper: every command was stopped, it has nothing left to kill."""
+        assert self._process.stdin is not None
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()
+        self._process.wait()
+
+
 def _items(text: str) -> list[TextItem]:
     return [TextItem(text)] if text else []
 
@@ -91,6 +132,7 @@ class CommandRuntime:
         """Run each cell's source with ``shell -c``."""
         self._shell = shell
         self._cells: dict[str, _Command] = {}
+        self._reaper = _Reaper()
 
     def create(self, cell_id: str, source: str) -> None:
         """Start ``source`` as cell ``cell_id`` (in a process group of its own, so terminate reaches all)."""
@@ -103,7 +145,13 @@ class CommandRuntime:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._reaper.watch(process.pid)
         self._cells[cell_id] = _Command(process)
+
+    def pid(self, cell_id: str) -> int | None:
+        """Return the process id of the cell's command (its process group's too), or ``None``."""
+        command = self._cells.get(cell_id)
+        return None if command is None else command.process.pid
 
     def observe(self, cell_id: str, yield_time_ms: int) -> Outcome:
         """Return the output since the last observe: ``completed`` if the command ended, else ``yielded``."""
@@ -116,7 +164,7 @@ class CommandRuntime:
         if status is None:
             return Outcome.yielded(_items(text))
         del self._cells[cell_id]
-        command.close()
+        self._close(command)
         return Outcome.completed(_items(text), error_text=_error_text(status))
 
     def terminate(self, cell_id: str) -> Outcome:
@@ -126,13 +174,20 @@ class CommandRuntime:
             return Outcome.missing()
         command.kill()
         text = command.read_until(time.monotonic() + _DRAIN_SECONDS)
-        command.close()
+        self._close(command)
         return Outcome.terminated(_items(text))
 
+    def _close(self, command: _Command) -> None:
+        command.close()
+        self._reaper.forget(command.process.pid)
+
     def close(self) -> None:
-        """Kill every command still running."""
-        for cell_id in list(self._cells):
-            self.terminate(cell_id)
+        """Kill every command still running, then end the reaper."""
+        try:
+            for cell_id in list(self._cells):
+                self.terminate(cell_id)
+        finally:
+            self._reaper.close()
 
     def __enter__(self) -> CommandRuntime:
         return self

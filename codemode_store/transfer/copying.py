@@ -282,13 +282,14 @@ class _SessionCopier:
         """Write every row of ``session_id`` through ``conn`` (one transaction of the target)."""
         if held_sessions(conn, [session_id]):
             raise SessionConflict(
-                f"session {session_id!r} appeared in the target during the copy; nothing of it was written",
+                "the session appeared in the target during the copy; nothing of it was written",
                 [session_id],
             )
         for shared in tables.shared_tables():
             with naming(self.source):
                 keys = shared.referenced(self.reader, session_id)
-            missing = [k for k in keys if k not in shared.present(conn, keys)]
+            present = shared.present(conn, keys)
+            missing = [k for k in keys if k not in present]
             if missing:
                 with naming(self.source):
                     rows = shared.rows(self.reader, missing)

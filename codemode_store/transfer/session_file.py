@@ -26,7 +26,6 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -107,10 +106,9 @@ def export_session(source: ObservationStore, session_id: str, out: IO[bytes]) ->
                     _write(body, body_hash, _line(shared.name, row))
             for spec in tables.session_tables():
                 for batch in spec.rows(reader, session_id):
-                    for row in batch:
-                        size += check_payload(row)
-                        counts[spec.name] += 1
-                        _write(body, body_hash, _line(spec.name, row))
+                    size += _write_rows(body, body_hash, spec.name, batch)
+                    counts[spec.name] += len(batch)
+                    del batch  # before the next batch is fetched
         header = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -126,6 +124,15 @@ def export_session(source: ObservationStore, session_id: str, out: IO[bytes]) ->
             out.write(chunk)
     out.flush()
     return SessionFileReport(session_id, counts, size)
+
+
+def _write_rows(body: IO[bytes], digest: Any, table: str, rows: list[dict[str, Any]]) -> int:
+    """Write rows of ``table`` as body lines, each payload checked; return their payload bytes."""
+    size = 0
+    for row in rows:
+        size += check_payload(row)
+        _write(body, digest, _line(table, row))
+    return size
 
 
 def _write(body: IO[bytes], digest: Any, line: bytes) -> None:
@@ -263,20 +270,26 @@ class _Importer:
         batch: list[dict[str, Any]] = []
         batch_table: Table | None = None
         batch_bytes = 0
-        for number, line in enumerate(_lines(file), start=2):
+        number = 1
+        while line := file.readline():
+            number += 1
             digest.update(line)
             read += len(line)
             if read > self.header["body_bytes"]:
                 raise self._bad(number, "the file goes on past the end its header gives")
             table, row = self._row(number, line)
-            if batch and (
-                table is not batch_table or len(batch) >= _BATCH_ROWS or batch_bytes >= _BATCH_BYTES
-            ):
+            size = len(line)
+            del line  # a large payload's line goes before the next is read
+            if batch and table is not batch_table:
                 self._insert(batch_table, batch)
                 batch, batch_bytes = [], 0
             batch_table = table
             batch.append(row)
-            batch_bytes += len(line)
+            batch_bytes += size
+            del row
+            if len(batch) >= _BATCH_ROWS or batch_bytes >= _BATCH_BYTES:
+                self._insert(batch_table, batch)
+                batch, batch_bytes = [], 0
         if batch and batch_table is not None:
             self._insert(batch_table, batch)
         if read != self.header["body_bytes"]:
@@ -333,8 +346,3 @@ class _Importer:
             if not batch:
                 return
         self.conn.execute(insert(table), batch)
-
-
-def _lines(file: IO[bytes]) -> Iterator[bytes]:
-    while line := file.readline():
-        yield line

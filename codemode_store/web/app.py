@@ -131,12 +131,19 @@ class Pages:
             "sessions.html",
             title="sessions",
             listing=listing,
+            hosts=pages.hosts_page(self.store, limit=pages.HOSTS_SHOWN),
+            hosts_command=self.command("hosts"),
             limit=limit,
             first=pages.text_param(q, "after") is not None,
             done=q.get("done"),
             json_url=_url("/sessions.json", dict(q)),
             command=self.command("sessions"),
         )
+
+    def hosts(self, request: Request) -> Response:
+        """The host ids the store has seen (the JSON twin of the sessions page's hosts)."""
+        listing = pages.hosts_page(self.store, limit=pages.limit_param(request.query_params))
+        return _json_rows(listing, request)
 
     def cells(self, request: Request) -> Response:
         """The cells of one session (or of all), filtered by state as the CLI's ``cells``."""
@@ -397,6 +404,7 @@ def create_app(store: ObservationStore, settings: Settings) -> Guard:
     routes = [
         Route("/", guarded(p.sessions)),
         Route("/sessions.json", guarded(p.sessions)),
+        Route("/hosts.json", guarded(p.hosts)),
         Route("/cells", guarded(p.cells)),
         Route("/cells.json", guarded(p.cells)),
         Route("/history", guarded(p.history)),

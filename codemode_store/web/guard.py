@@ -119,6 +119,8 @@ def csrf_ok(keys: Keys, given: str | None, headers: dict[str, str]) -> bool:
     if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         return False
     origin = headers.get("origin")
+    # "null": the pages' own Referrer-Policy (no-referrer) makes a browser send Origin: null
+    # even for a same-origin post; Sec-Fetch-Site above still tells a cross-site one.
     return (
         origin is None
         or origin == "null"

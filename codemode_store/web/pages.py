@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from ..cli_support import inspection
 from ..cli_support.display import escape
 from ..errors import InvalidInput
+from ..hosts import HostInfo
 from ..observation import CellSummary, Observation
 from ..store import ObservationStore
 from ..wire import ImageItem, TextItem
@@ -35,6 +36,7 @@ __all__ = [
     "TimelineEntry",
     "cells_page",
     "history_page",
+    "hosts_page",
     "observation_view",
     "sessions_page",
 ]
@@ -43,6 +45,8 @@ ROWS_PER_PAGE = 50
 MAX_ROWS = 500
 #: Content items shown per page of one observation (10,000 images come 50 at a time).
 ITEMS_PER_PAGE = 50
+#: Host ids shown on the sessions page (a store has a few host slots; the JSON twin takes ``limit``).
+HOSTS_SHOWN = 20
 
 T = TypeVar("T")
 Params = dict[str, str]
@@ -79,6 +83,12 @@ def sessions_page(
     """Return a page of sessions after the session id ``after``."""
     found = inspection.iter_sessions(store, limit=limit + 1, after=after)
     return _page(found, limit, lambda s: {"after": s.session_id})
+
+
+def hosts_page(store: ObservationStore, *, limit: int) -> Listing[HostInfo]:
+    """Return the first ``limit`` host ids, in order; ``next_params`` is set when there are more."""
+    found = inspection.iter_hosts(store, limit=limit + 1)
+    return _page(found, limit, lambda h: {"limit": str(MAX_ROWS)})
 
 
 def cells_page(

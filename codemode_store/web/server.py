@@ -9,6 +9,7 @@ from collections.abc import Callable
 import uvicorn
 
 from ..cli_support.admin import shown
+from ..cli_support.errors import CannotListen
 from ..engine import to_url
 from .app import Settings, create_app
 from .guard import Keys, allowed_host_names
@@ -21,14 +22,20 @@ LOOPBACK = "127.0.0.1"
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """Return a listening TCP socket on ``host``:``port`` (port 0: any free one)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _name, address = infos[0]
-    sock = socket.socket(family, kind, proto)
+    """Return a listening TCP socket on ``host``:``port`` (port 0: any free one); ``CannotListen`` if not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     except BaseException:
         sock.close()
         raise

@@ -19,6 +19,9 @@ CANARY = "window.__pwned = 1"
 SCRIPT = f"<script>{CANARY}</script>"
 HOSTILE_SESSION = f"{SCRIPT}\u202esession"
 HOSTILE_CELL = f'"><img src=x onerror="{CANARY}">\u2066cell'
+HOSTILE_HOST = f"{SCRIPT}\u202ehost"
+#: The session whose generation a host with the hostile id began (and left pending).
+HOSTED = "hosted"
 TEXT_MIB = 64
 IMAGES = 10_000
 
@@ -110,4 +113,8 @@ def hostile_store(path: Path, *, heavy: bool = True) -> Path:
         odd.create_cell(HOSTILE_CELL)
         odd.begin(HOSTILE_CELL, 0, {"q": SCRIPT})
         odd.record(HOSTILE_CELL, 0, Outcome.yielded([TextItem(SCRIPT)]))
+    with ObservationStore.open(path, host_id=HOSTILE_HOST) as host:
+        hosted = host.session(HOSTED)
+        hosted.create_cell("c")
+        hosted.begin("c", 0)  # left pending under the hostile host id
     return path
