@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from ..engine import is_memory, is_sqlite, to_url
@@ -30,6 +30,7 @@ from . import tables
 from .errors import SessionConflict, UnknownSession
 from .rows import check_payload, digest_rows
 from .snapshot import naming, snapshot
+from .writing import insert_rows
 
 __all__ = ["CopyProgress", "CopyReport", "CopyState", "copy_sessions", "copy_to", "same_database", "shown"]
 
@@ -276,7 +277,7 @@ class _SessionCopier:
             present = shared.present(conn, [row[shared.key.name] for row in found])
             missing = [row for row in found if row[shared.key.name] not in present]
             if missing:
-                conn.execute(insert(shared.table), missing)
+                insert_rows(conn, shared.table, missing)
 
     def copy(self, conn: Connection, session_id: str) -> None:
         """Write every row of ``session_id`` through ``conn`` (one transaction of the target)."""
@@ -293,12 +294,12 @@ class _SessionCopier:
             if missing:
                 with naming(self.source):
                     rows = shared.rows(self.reader, missing)
-                conn.execute(insert(shared.table), rows)
+                insert_rows(conn, shared.table, rows)
         rows_before = self.state.rows_done
         for spec in tables.session_tables():
             for batch in _guarded(spec.rows(self.reader, session_id), self.source):
                 size = sum(check_payload(row) for row in batch)
-                conn.execute(insert(spec.table), batch)
+                insert_rows(conn, spec.table, batch)
                 self.state = replace(
                     self.state,
                     rows_done=self.state.rows_done + len(batch),
