@@ -32,8 +32,20 @@ from .rows import check_payload, digest_rows
 from .snapshot import naming, snapshot
 from .writing import insert_rows
 
-__all__ = ["CopyProgress", "CopyReport", "CopyState", "copy_sessions", "copy_to", "same_database", "shown"]
+__all__ = [
+    "TRANSFER_CALL_TIMEOUT",
+    "CopyProgress",
+    "CopyReport",
+    "CopyState",
+    "copy_sessions",
+    "copy_to",
+    "same_database",
+    "shown",
+]
 
+#: Seconds one transaction of a transfer may take on PostgreSQL (the ``call_timeout`` of
+#: the target store ``copy_to`` opens): a whole session is one call, not one operation.
+TRANSFER_CALL_TIMEOUT = 3600.0
 #: How many session names one ``IN (...)`` of the target's check carries.
 _NAMES_PER_QUERY = 500
 
@@ -121,7 +133,7 @@ def copy_to(
         with naming(f"the source {shown(source.url)}"):
             sessions = _chosen(reader, wanted)
         with naming(f"the target {shown(url)}"):
-            opened = ObservationStore.open(url)
+            opened = ObservationStore.open(url, call_timeout=TRANSFER_CALL_TIMEOUT)
         try:
             with naming(f"the target {shown(url)}"):
                 target_identity = opened.read(_server_identity)
@@ -141,7 +153,12 @@ def copy_sessions(
     *,
     progress: CopyProgress | None = None,
 ) -> CopyReport:
-    """Copy the sessions named (every one by default) from one open store into another."""
+    """Copy the sessions named (every one by default) from one open store into another.
+
+    Each session is one call of ``target``: on PostgreSQL open it with a
+    ``call_timeout`` that a whole session's copy fits in (``copy_to`` uses
+    ``TRANSFER_CALL_TIMEOUT``).
+    """
     if same_database(source.url, target.url):
         raise InvalidInput(
             f"the target {shown(target.url)} is the source store itself: name another database"
