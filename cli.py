@@ -1400,7 +1400,7 @@ def import_command(file: str) -> None:
     """
     from codemode_store.cli_support.moving import file_text, seekable_input
     from codemode_store.store import ObservationStore
-    from codemode_store.transfer import check_session_file, import_session
+    from codemode_store.transfer import TRANSFER_CALL_TIMEOUT, check_session_file, import_session
 
     name = "stdin" if file == "-" else file
     with contextlib.ExitStack() as stack:
@@ -1410,7 +1410,8 @@ def import_command(file: str) -> None:
             raise StoreFailure(_safe(f"cannot read {name}: {exc.strerror}")) from exc
         check_session_file(stream, name)  # before the store is opened (or created)
         with _naming_the_database():
-            store = ObservationStore.open(_target())
+            # The whole session is one transaction: PostgreSQL's bound on one call would cut a large one.
+            store = ObservationStore.open(_target(), call_timeout=TRANSFER_CALL_TIMEOUT)
         stack.callback(store.close)
         report = import_session(store, stream, name=name)
     click.echo(file_text("imported", report, f"from {name}"))
