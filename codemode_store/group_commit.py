@@ -374,13 +374,36 @@ class GroupCommit:
             entry = Pending(call)
             self._lead([entry], entry, Feed(self._queue, mutex, entry, linger))
             return entry.outcome()
-        entry.wake.acquire()  # until the leader settles this write, or hands over the lead
+        try:
+            entry.wake.acquire()  # until the leader settles this write, or hands over the lead
+        except BaseException:
+            self._withdraw(entry)
+            raise
         if entry.state == _LEAD:
             with mutex:
                 self._queue.popleft()  # this entry, at the head
             feed = Feed(self._queue, mutex, entry, self._patience()) if isinstance(call, Op) else None
             self._lead([entry], entry, feed)
         return entry.outcome()
+
+    def _withdraw(self, entry: Pending[Any]) -> None:
+        """Take back the write of a follower interrupted while it waited (``KeyboardInterrupt``).
+
+        Still queued, it is removed and never runs; handed the lead, it hands
+        the lead on, so the queue never waits for a caller that left. A write
+        some batch already took commits or fails with it, unanswered.
+        """
+        with self._mutex:
+            if entry.state == _LEAD:
+                self._queue.popleft()  # this entry, at the head
+                if self._queue:
+                    following = self._queue[0]
+                    following.state = _LEAD
+                    following.wake.release()
+                else:
+                    self._leading = False
+            elif entry.state == _WAITING and entry in self._queue:
+                self._queue.remove(entry)
 
     def _alone(self, call: Call[T] | Op[T]) -> T:
         """Run a write in a transaction of its own (the store's path without a queue), then hand over."""
