@@ -10,10 +10,13 @@ slow disk some give up with ``database is locked``. Here they queue instead:
   with one session pays only a lock taken and released). Writers that arrive
   while a leader commits are *followers*: they append their operation to the
   store's FIFO queue and sleep. When the leader's commit returned, it hands
-  the lead to the first follower in the queue, which takes the queue's head
-  (up to ``MAX_BATCH`` operations, ``MAX_BATCH_BYTES`` of payload) and commits
-  it as one transaction: ``BEGIN IMMEDIATE``, each operation inside a
-  ``SAVEPOINT`` of its own, one ``COMMIT`` (one fsync). So writers are served in
+  the lead to the first follower in the queue, which commits the queue's head
+  as one transaction: ``BEGIN IMMEDIATE``, each operation inside a
+  ``SAVEPOINT`` of its own, one ``COMMIT`` (one fsync). It takes the next
+  operation only once it ran the ones before, so writes that arrive meanwhile
+  join this commit (up to ``MAX_BATCH`` operations and ``MAX_BATCH_BYTES`` of
+  payload), and before its COMMIT it may linger briefly for the callers the
+  last commit released (see :class:`GroupCommit`). So writers are served in
   arrival order, and SQLite's busy handler only ever waits for other
   processes (another store object counts as another process).
 - **How a caller waits.** A follower sleeps on a lock of its own until the
@@ -30,7 +33,8 @@ slow disk some give up with ``database is locked``. Here they queue instead:
   translated error, each naming its own session, cell and generation: none is
   acknowledged. An interruption of the leader itself (``KeyboardInterrupt``)
   rolls back, puts the batch back at the head of the queue and hands the lead
-  on.
+  on; a follower interrupted while it waits takes its write out of the queue
+  (or hands on the lead it was just given).
 
 A :class:`~codemode_store.calls.Call` (maintenance work written with
 SQLAlchemy) takes its turn in the same queue but runs alone, in a transaction
