@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .dialects import discard_dead_connections, postgres_connect_args
+from .dialects import POSTGRES_POOL, discard_dead_connections, postgres_connect_args
 from .engine import Durability, configure_sqlite, is_memory, is_sqlite
 from .errors import DatabaseError, InvalidInput
 
@@ -59,7 +59,7 @@ def build_async_engine(url: URL, *, durability: Durability, busy_timeout: float)
         if not is_sqlite(target):
             # As the sync engine: no pre-ping, dead connections discarded at checkout.
             async_engine = create_async_engine(
-                target, connect_args=postgres_connect_args(target, busy_timeout)
+                target, connect_args=postgres_connect_args(target, busy_timeout), **POSTGRES_POOL
             )
             discard_dead_connections(async_engine.sync_engine.pool)
             return async_engine

@@ -563,3 +563,32 @@ def test_a_follower_interrupted_while_it_waits_leaves_the_queue_and_nothing_stal
         assert batch.commit() == [("ok", None), ("ok", None)]
         assert sorted(c.cell_id for c in store.cells("s")) == ["after", "before"]
         store.session("s").create_cell("later")  # the queue is free
+
+
+# -- PostgreSQL: no group commit, and the pool does not hold sessions back ----------------------------
+
+
+@pytest.mark.postgres
+def test_twenty_sessions_on_postgresql_hold_transactions_side_by_side(postgres_url: str) -> None:
+    """Twenty threads are inside a transaction at once: neither a queue nor the pool serialises them."""
+    threads_at_once = 20
+    barrier = threading.Barrier(threads_at_once, timeout=20)
+    errors: list[BaseException] = []
+    with ObservationStore.open(postgres_url) as store:
+        assert store._group is None  # the server groups commits itself
+
+        def inside_a_transaction(_conn: Any) -> None:
+            barrier.wait()  # only returns once every thread holds a connection in a transaction
+
+        def session(index: int) -> None:
+            try:
+                store.write(inside_a_transaction, session_id=f"s{index}")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=session, args=(n,)) for n in range(threads_at_once)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
