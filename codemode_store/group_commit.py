@@ -333,6 +333,7 @@ class GroupCommit:
     """
 
     __slots__ = (
+        "_arrival",
         "_arrivals",
         "_commit_seconds",
         "_connections",
@@ -348,6 +349,8 @@ class GroupCommit:
         """Commit on connections lent by ``connections`` (the store's writers)."""
         self._connections = connections
         self._mutex = threading.Lock()
+        #: Notified (under the mutex) by every write that joins the queue.
+        self._arrival = threading.Condition(self._mutex)
         self._queue: deque[Pending[Any]] = deque()
         self._leading = False
         self._arrivals = 0  # writes queued so far
@@ -368,6 +371,7 @@ class GroupCommit:
                 entry.wake.acquire()
                 self._queue.append(entry)
                 self._arrivals += 1
+                self._arrival.notify()
         if not leading:
             # First in an empty queue. Alone, the write runs as it would without
             # a queue; right after a shared commit, the callers it released are
@@ -458,10 +462,15 @@ class GroupCommit:
         deadline = time.perf_counter() + budget
 
         def linger() -> bool:
-            if self._arrivals - since >= expected - 1 or time.perf_counter() >= deadline:
-                return False
-            time.sleep(0)  # give the interpreter to the callers on their way back
-            return True
+            with self._mutex:
+                if self._arrivals - since >= expected - 1:
+                    return False
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    return False
+                if not self._queue:
+                    self._arrival.wait(left)  # until the next write arrives (no spinning)
+                return True
 
         return linger
 
