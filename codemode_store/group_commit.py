@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from _thread import LockType
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -167,7 +168,7 @@ class Feed:
     def __init__(
         self,
         queue: deque[Pending[Any]],
-        lock: threading.Lock | None,
+        lock: LockType | None,
         first: Pending[Any],
         linger: Callable[[], bool] | None = None,
     ) -> None:
