@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from codemode_store import ObservationStore
     from codemode_store.cli_support import display
+    from codemode_store.cli_support.admin import RevisionInfo
     from codemode_store.progress import Progress
 
 DEFAULT_DB = "codemode-store.db"
@@ -184,6 +185,10 @@ class StoreGroup(click.Group):
         warnings (for example about an unknown URL option) are silenced: the
         command's output is its result or one error line.
         """
+        if sys.stdout is None:
+            # Started with stdout closed (`>&-`): say so before anything is done,
+            # rather than fail on the first print after a write.
+            raise StoreFailure("standard output is closed: nothing could be printed; nothing was done")
         try:
             with warnings.catch_warnings():
                 # By message module, not SAWarning: importing sqlalchemy.exc
@@ -411,6 +416,14 @@ class GenerationCommand(StoreCommand):
         return super().parse_args(ctx, args)
 
 
+class GenerationArgument(click.Argument):
+    """A GEN argument, optional or not: a usage error calls it ``'GEN'`` either way (never ``'[GEN]'``)."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        """Return the name usage errors give the argument."""
+        return "'GEN'"
+
+
 def _json_option(function: F) -> F:
     option = click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
     return option(function)
@@ -566,7 +579,12 @@ def _print_listing(
         width = shutil.get_terminal_size().columns if _is_terminal() else None
         paint = {columns.state: _paint_state} if colour and columns.state is not None else None
         lines = display.stream_table(
-            columns.headers, map(row, every), right=columns.right, max_width=width, paint=paint
+            columns.headers,
+            map(row, every),
+            right=columns.right,
+            max_width=width,
+            paint=paint,
+            drop=columns.drop,
         )
         for line in lines:
             click.echo(line, color=colour)
@@ -772,7 +790,7 @@ def history(
 @main.command(cls=GenerationCommand)
 @_session_argument
 @_cell_argument
-@click.argument("generation", metavar="[GEN]", type=_GENERATION, required=False)
+@click.argument("generation", metavar="[GEN]", type=_GENERATION, required=False, cls=GenerationArgument)
 @_json_option
 @_db_after_command
 def show(session_id: str, cell_id: str, generation: int | None, as_json: bool) -> None:
@@ -801,7 +819,7 @@ def show(session_id: str, cell_id: str, generation: int | None, as_json: bool) -
 @main.command(cls=GenerationCommand)
 @_session_argument
 @_cell_argument
-@click.argument("generation", metavar="GEN", type=_GENERATION)
+@click.argument("generation", metavar="GEN", type=_GENERATION, cls=GenerationArgument)
 @_db_after_command
 def release(session_id: str, cell_id: str, generation: int) -> None:
     """Release a terminal generation (an acknowledgement).
@@ -1004,7 +1022,10 @@ def check(as_json: bool) -> None:
             click.echo(f"  {where}, generation {row.generation} ({row.state}): {row.reason}")
         if report.scan_error is not None:
             click.echo(f"  {display.escape(report.scan_error)}")
-        click.echo(f"rows         {len(report.damaged) or 'none'} damaged")
+        if report.quick_check is None:  # PostgreSQL enforces column types and CHECKs itself
+            click.echo("rows         not applicable (the server enforces types and constraints)")
+        else:
+            click.echo(f"rows         {len(report.damaged) or 'none'} damaged")
         for damaged in report.damaged:
             key = ", ".join(f"{name} {_key_value(value)}" for name, value in damaged.key.items())
             click.echo(f"  {damaged.table}: {key}: {display.escape(damaged.reason)}")
@@ -1083,11 +1104,35 @@ def upgrade(revision: str) -> None:
     """
     admin = _admin()
     with _naming_the_database():
+        _refuse_going_down(admin.schema_history(_target()), revision)
         before, after = admin.upgrade_schema(_target(), revision)
     if before == after:
         click.echo(f"schema already at revision {after}")
     else:
         click.echo(f"schema upgraded from revision {before or '(none)'} to {after}")
+
+
+def _refuse_going_down(revisions: list[RevisionInfo], revision: str) -> None:
+    """Refuse (usage error, exit 2) an ``upgrade`` to a revision older than the store's.
+
+    Alembic would leave the store as it is and say nothing; a request to go
+    down is never silently ignored. There is no ``db downgrade``: going down
+    drops what later revisions hold (the hosts table, host columns).
+    """
+    order = [info.revision for info in revisions]  # newest first
+    current = next((info.revision for info in revisions if info.is_current), None)
+    if current is None:
+        return
+    if (
+        revision == "base"
+        or revision.startswith("-")
+        or (revision in order and order.index(revision) > order.index(current))
+    ):
+        raise click.UsageError(
+            f"revision {revision} is older than the store's revision {current}: `db upgrade` never goes "
+            "down, and there is no downgrade (it would drop what later revisions hold); restore a backup "
+            "taken before the upgrade instead"
+        )
 
 
 @db.command()
@@ -1359,7 +1404,7 @@ def import_command(file: str) -> None:
     """
     from codemode_store.cli_support.moving import file_text, seekable_input
     from codemode_store.store import ObservationStore
-    from codemode_store.transfer import check_session_file, import_session
+    from codemode_store.transfer import TRANSFER_CALL_TIMEOUT, check_session_file, import_session
 
     name = "stdin" if file == "-" else file
     with contextlib.ExitStack() as stack:
@@ -1369,7 +1414,8 @@ def import_command(file: str) -> None:
             raise StoreFailure(_safe(f"cannot read {name}: {exc.strerror}")) from exc
         check_session_file(stream, name)  # before the store is opened (or created)
         with _naming_the_database():
-            store = ObservationStore.open(_target())
+            # The whole session is one transaction: PostgreSQL's bound on one call would cut a large one.
+            store = ObservationStore.open(_target(), call_timeout=TRANSFER_CALL_TIMEOUT)
         stack.callback(store.close)
         report = import_session(store, stream, name=name)
     click.echo(file_text("imported", report, f"from {name}"))

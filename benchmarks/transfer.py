@@ -284,8 +284,10 @@ def measure_big_files(folder: Path, source: Path) -> dict[str, Any]:
     }
 
 
-def measure_backup(folder: Path, source: Path, rounds: int) -> dict[str, Any]:
-    """Backup of ``source`` with and without a host writing, against ``cp``; the host's writes/s."""
+def measure_backup(folder: Path, original: Path, rounds: int) -> dict[str, Any]:
+    """Back up a copy of ``original`` with and without a host writing; against ``cp``; the host's writes/s."""
+    source = _fresh(folder, "backup-source.db")  # the host writes into it: never into the shared store
+    shutil.copyfile(original, source)
     quiet, busy, copies, during, alone = [], [], [], [], []
     steps: dict[str, list[float]] = {"quiet_copy": [], "busy_copy": [], "check": []}
     for _ in range(rounds):

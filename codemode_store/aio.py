@@ -29,16 +29,19 @@ except ImportError as exc:
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import calls, observe
 from .async_engine import build_async_engine, schema_url
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, run_call
+from .deadline import DEFAULT_CALL_TIMEOUT, Deadlines, check_call_timeout
 from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, is_sqlite, to_url
 from .errors import StoreError
 from .group_commit import AsyncGroupCommit
@@ -76,12 +79,19 @@ class AsyncObservationStore:
         *,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         telemetry: bool = True,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> None:
         """Wrap an async engine whose schema is already at head; prefer :meth:`open`."""
         self._telemetry = instrument(engine.url, telemetry)
         self._log = OperatorLog(engine.url)
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
+        # As the sync store's: only a server can freeze under a call.
+        self._deadlines = (
+            Deadlines(check_call_timeout(call_timeout))
+            if engine.url.get_backend_name() == "postgresql"
+            else None
+        )
         #: SQLite's writes queue here and share commits (see ``group_commit``).
         self._group = AsyncGroupCommit(engine) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes
@@ -106,6 +116,7 @@ class AsyncObservationStore:
         host_id: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         telemetry: bool = True,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> OpeningStore:
         """Open the store at a path or URL: ``await`` the result, or use it in ``async with``.
 
@@ -116,7 +127,7 @@ class AsyncObservationStore:
         """
 
         async def opening() -> AsyncObservationStore:
-            check_open_options(max_payload_bytes, busy_timeout, host_id, lease_seconds)
+            check_open_options(max_payload_bytes, busy_timeout, host_id, lease_seconds, call_timeout)
             check_telemetry(telemetry)
             target = to_url(url)
             # The sync front end's own open makes the file (0600, WAL) and the
@@ -128,10 +139,18 @@ class AsyncObservationStore:
                 max_payload_bytes=max_payload_bytes,
                 busy_timeout=busy_timeout,
                 telemetry=False,
+                call_timeout=call_timeout,
             )
             sync_store.close()
-            engine = build_async_engine(target, durability=durability, busy_timeout=float(busy_timeout))
-            store = cls(engine, max_payload_bytes=max_payload_bytes, telemetry=telemetry)
+            engine = build_async_engine(
+                target,
+                durability=durability,
+                busy_timeout=float(busy_timeout),
+                call_timeout=float(call_timeout),
+            )
+            store = cls(
+                engine, max_payload_bytes=max_payload_bytes, telemetry=telemetry, call_timeout=call_timeout
+            )
             if host_id is not None:
                 try:
                     await store._claim(host_id, float(lease_seconds))
@@ -189,13 +208,17 @@ class AsyncObservationStore:
 
     async def _run(self, call: Call[T] | Op[T]) -> T:
         engine = self._engine if call.writes else self._reader
+        deadlines = self._deadlines
         try:
             if call.writes and self._group is not None:
                 result = await self._group.run(call)
             else:
                 async with engine.connect() as conn:
                     # The sync front end's own transaction code, on the async driver's adapter.
-                    result = await conn.run_sync(run_call, call)
+                    if deadlines is None:
+                        result = await conn.run_sync(run_call, call)
+                    else:
+                        result = await conn.run_sync(_run_watched, call, deadlines, time.monotonic())
         except StoreError as exc:
             self._log.failed(exc)
             raise
@@ -214,6 +237,8 @@ class AsyncObservationStore:
             await lease.stop()
             with contextlib.suppress(StoreError):  # the database is away: the lease runs out
                 await self.run(calls.end_lease(owner))
+        if self._deadlines is not None:
+            self._deadlines.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> AsyncObservationStore:
@@ -255,6 +280,22 @@ class AsyncObservationStore:
     async def cells(self, session_id: str | None = None) -> list[CellSummary]:
         """Return summaries of the cells of one session, or of every session."""
         return await self.run(calls.cells(session_id))
+
+
+def _run_watched(conn: Connection, call: Call[T] | Op[T], deadlines: Deadlines, started: float) -> T:
+    """Run ``call`` as ``run_call`` does, its connection cut if it is still running at its deadline."""
+    watch = deadlines.arm(conn, started)
+    try:
+        return run_call(conn, call)
+    except DRIVER_ERRORS as exc:
+        cut = deadlines.disarm(watch)
+        watch = None
+        if cut:
+            raise deadlines.overdue(exc, **call.key) from exc
+        raise
+    finally:
+        if watch is not None:
+            deadlines.disarm(watch)
 
 
 class OpeningStore:

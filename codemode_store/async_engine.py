@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .deadline import DEFAULT_CALL_TIMEOUT
 from .dialects import POSTGRES_POOL, discard_dead_connections, postgres_connect_args
 from .engine import Durability, configure_sqlite, is_memory, is_sqlite
 from .errors import DatabaseError, InvalidInput
@@ -48,7 +49,9 @@ def schema_url(url: URL) -> URL:
     return url.set(drivername=_drivers(url)[1])
 
 
-def build_async_engine(url: URL, *, durability: Durability, busy_timeout: float) -> AsyncEngine:
+def build_async_engine(
+    url: URL, *, durability: Durability, busy_timeout: float, call_timeout: float = DEFAULT_CALL_TIMEOUT
+) -> AsyncEngine:
     """Return an asyncio engine for ``url`` with the store's connection settings.
 
     Run it after the sync engine of :func:`schema_url` has created the file and
@@ -59,7 +62,9 @@ def build_async_engine(url: URL, *, durability: Durability, busy_timeout: float)
         if not is_sqlite(target):
             # As the sync engine: no pre-ping, dead connections discarded at checkout.
             async_engine = create_async_engine(
-                target, connect_args=postgres_connect_args(target, busy_timeout), **POSTGRES_POOL
+                target,
+                connect_args=postgres_connect_args(target, busy_timeout, call_timeout),
+                **POSTGRES_POOL,
             )
             discard_dead_connections(async_engine.sync_engine.pool)
             return async_engine

@@ -21,6 +21,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.pool import Pool
 
+from .deadline import DEFAULT_CALL_TIMEOUT
+
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "POSTGRES_POOL",
@@ -56,7 +58,9 @@ def lock_schema(conn: Connection) -> None:
         conn.execute(_LOCK_SCHEMA)
 
 
-def postgres_connect_args(url: URL, busy_timeout: float) -> dict[str, Any]:
+def postgres_connect_args(
+    url: URL, busy_timeout: float, call_timeout: float = DEFAULT_CALL_TIMEOUT
+) -> dict[str, Any]:
     """Return driver arguments: UTF-8 text, a bounded lock wait, and bounded waits on the network.
 
     - ``lock_timeout`` of ``busy_timeout`` seconds: the same promise as SQLite's
@@ -69,16 +73,30 @@ def postgres_connect_args(url: URL, busy_timeout: float) -> dict[str, Any]:
       ``connect_timeout`` plus a few seconds, whether the client is waiting for
       an answer or still sending. A healthy server that is merely slow (a long
       statement, a lock wait) keeps answering keepalives and is not cut.
+    - ``idle_in_transaction_session_timeout`` of ``call_timeout``: a host
+      frozen (stopped, paused) inside a transaction holds its row locks at
+      most that long; the server then ends its session. No store transaction
+      legitimately idles that long: the call would have timed out.
+    - ``connect_timeout`` is at most ``call_timeout`` (whole seconds, at
+      least psycopg's 2), so a call that has to connect still keeps its
+      bound; a frozen server under an open connection is ``deadline.py``'s job.
 
-    A parameter given in the URL wins over ours; its ``options`` come after
-    ours, so a ``lock_timeout`` there wins too.
+    A parameter given in the URL wins over ours (a ``connect_timeout`` there
+    only up to ``call_timeout``); its ``options`` come after ours, so a
+    ``lock_timeout`` there wins too.
     """
     # lock_timeout = 0 would mean "wait forever": the opposite of a zero timeout.
-    options = f"-c lock_timeout={max(1, round(busy_timeout * 1000))}"
+    options = (
+        f"-c lock_timeout={max(1, round(busy_timeout * 1000))} "
+        f"-c idle_in_transaction_session_timeout={round(call_timeout * 1000)}"
+    )
     given = url.query.get("options")
     if isinstance(given, str) and given:
         options = f"{options} {given}"
     connect_timeout = _url_seconds(url, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    longest = max(2, int(call_timeout))
+    clamped = connect_timeout > longest
+    connect_timeout = min(connect_timeout, longest)
     network: dict[str, Any] = {
         "connect_timeout": connect_timeout,
         "keepalives": 1,
@@ -89,8 +107,10 @@ def postgres_connect_args(url: URL, busy_timeout: float) -> dict[str, Any]:
     }
     # The store reads and writes UTF-8 text. A database created with encoding
     # SQL_ASCII would otherwise hand psycopg bytes where SQLAlchemy expects str.
-    args = {"options": options, "client_encoding": "utf8"}
+    args: dict[str, Any] = {"options": options, "client_encoding": "utf8"}
     args.update({name: value for name, value in network.items() if name not in url.query})
+    if clamped:
+        args["connect_timeout"] = connect_timeout  # wins over the URL's (connect_args do)
     return args
 
 
@@ -123,11 +143,26 @@ def discard_dead_connections(pool: Pool) -> None:
     This replaces a ping before every checkout, which cost a round trip per
     transaction; a connection that dies while in use fails that call, and
     SQLAlchemy's disconnect handling discards it then.
+
+    A connection made for this very checkout is not checked: were it found
+    dead (a connection cut just after it was made), the pool would connect
+    again and, after a few such, raise an error that says nothing of the
+    server; its first statement fails instead, as ``DatabaseUnavailable``.
     """
+    event.listen(pool, "connect", _mark_new_connection)
     event.listen(pool, "checkout", _check_idle_connection)
 
 
+_NEW = "codemode_store_new"
+
+
+def _mark_new_connection(_dbapi_connection: Any, connection_record: Any) -> None:
+    connection_record.info[_NEW] = True
+
+
 def _check_idle_connection(_dbapi_connection: Any, connection_record: Any, _proxy: Any) -> None:
+    if connection_record.info.pop(_NEW, False):
+        return
     if is_dead(connection_record.driver_connection):
         raise InvalidatePoolError("the server closed the pooled connection (restarted or stopped)")
 

@@ -23,9 +23,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from .deadline import DEFAULT_CALL_TIMEOUT
 from .dialects import POSTGRES_POOL, discard_dead_connections, is_dead, postgres_connect_args
 from .driver import Driver
-from .errors import DatabaseError, InvalidInput
+from .errors import DatabaseError, InvalidInput, NotADatabase
 from .validation import is_encodable
 
 __all__ = [
@@ -93,6 +94,7 @@ def build_engine(
     *,
     durability: Durability = "full",
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
 ) -> Engine:
     """Return an engine for ``url`` with the store's connection settings."""
     if durability not in ("normal", "full"):
@@ -102,7 +104,7 @@ def build_engine(
             # No pre-ping (a round trip per transaction): dead connections are
             # told apart at checkout without one, and discarded on error.
             engine = create_engine(
-                url, connect_args=postgres_connect_args(url, busy_timeout), **POSTGRES_POOL
+                url, connect_args=postgres_connect_args(url, busy_timeout, call_timeout), **POSTGRES_POOL
             )
             discard_dead_connections(engine.pool)
             return engine
@@ -111,15 +113,25 @@ def build_engine(
         if is_memory(url):
             engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
         else:
+            if Path(url.database or "").is_dir():
+                raise NotADatabase(directory_given(url.database or ""))
             engine = create_engine(url, connect_args={"check_same_thread": False})
             # Only once the URL proved usable: a bad driver name leaves no file behind.
             _create_private_file(Path(url.database or ""))
     except ImportError as exc:
-        raise DatabaseError(f"the driver of {url.drivername!r} is not installed: {exc}") from exc
+        hint = ""
+        if url.get_backend_name() == "postgresql":
+            hint = ": install codemode-store[postgres] (pip install 'codemode-store[postgres]')"
+        raise DatabaseError(f"the driver of {url.drivername!r} is not installed ({exc}){hint}") from exc
     except SQLAlchemyError as exc:  # an unknown dialect or a bad option in the URL
         raise InvalidInput(f"cannot use database URL {url.render_as_string()!r}: {exc}") from exc
     configure_sqlite(engine, durability=durability, busy_timeout=busy_timeout)
     return engine
+
+
+def directory_given(path: str) -> str:
+    """Return what is said of a folder given where a SQLite database file belongs (every tool says it so)."""
+    return f"{path!r} is a directory, not a database file: name a file in it (for example {path}/host.db)"
 
 
 def _create_private_file(path: Path) -> None:

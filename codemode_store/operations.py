@@ -498,6 +498,13 @@ def fail_pending(
 # -- release ----------------------------------------------------------------------
 
 
+#: What a refused release of a pending or failed generation tells its caller to do instead.
+_NOT_RELEASABLE_ADVICE = {
+    "pending": "the host records (or fails) it first; Core acknowledges it by asking for the next generation",
+    "failed": "Core acknowledges a failure by asking for the next generation",
+}
+
+
 def release(db: Driver, now: int, session_id: str, cell_id: str, generation: int) -> bool:
     """Acknowledge ``generation`` (SPEC §3 ``release``); ``True`` if this call dropped it."""
     key = (session_id, cell_id, generation)
@@ -515,8 +522,12 @@ def release(db: Driver, now: int, session_id: str, cell_id: str, generation: int
     if state == "released":
         return False
     if state in ("pending", "failed"):
+        advice = _NOT_RELEASABLE_ADVICE[state]
         raise NotReleasable(
-            f"the generation is {state}", session_id=session_id, cell_id=cell_id, generation=generation
+            f"the generation is {state}; {advice}",
+            session_id=session_id,
+            cell_id=cell_id,
+            generation=generation,
         )
     if kind == "yielded" and closed and generation == last:
         # A closed cell's trailing yield: no successor will ever acknowledge it.

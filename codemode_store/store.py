@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ from sqlalchemy.engine import URL
 
 from . import calls, integrity, observe, retention, space
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, now_micros, run_call
+from .deadline import DEFAULT_CALL_TIMEOUT, Deadlines, check_call_timeout
 from .engine import (
     DEFAULT_BUSY_TIMEOUT,
     READ_ONLY,
@@ -84,6 +86,7 @@ def check_open_options(
     busy_timeout: object,
     host_id: object = None,
     lease_seconds: object = DEFAULT_LEASE_SECONDS,
+    call_timeout: object = DEFAULT_CALL_TIMEOUT,
 ) -> None:
     """Raise ``InvalidInput`` unless the options of ``open`` are usable."""
     if host_id is not None:
@@ -93,18 +96,30 @@ def check_open_options(
         raise InvalidInput(f"max_payload_bytes must be a positive integer, not {max_payload_bytes!r}")
     if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) or busy_timeout < 0:
         raise InvalidInput(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
+    check_call_timeout(call_timeout)
 
 
 class ObservationStore:
     """The durable memory of a code-mode host: open it with :meth:`open`."""
 
     def __init__(
-        self, engine: Engine, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, telemetry: bool = True
+        self,
+        engine: Engine,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        telemetry: bool = True,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> None:
         """Wrap an engine whose schema is already at head; prefer :meth:`open`."""
         self._telemetry = instrument(engine.url, telemetry)
         self._log = OperatorLog(engine.url)
         self._engine = engine
+        # Only a server can freeze under a call (see ``deadline.py``).
+        self._deadlines = (
+            Deadlines(check_call_timeout(call_timeout))
+            if engine.url.get_backend_name() == "postgresql"
+            else None
+        )
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._writers = IdleConnections(engine)
         self._readers = IdleConnections(self._reader)
@@ -136,6 +151,7 @@ class ObservationStore:
         host_id: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         telemetry: bool = True,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> ObservationStore:
         """Open the store at a path or SQLAlchemy URL, creating or upgrading its schema.
 
@@ -145,6 +161,9 @@ class ObservationStore:
         (never corruption); ``max_payload_bytes`` caps one stored payload;
         ``busy_timeout`` is how many seconds a writer waits for a lock (SQLite's
         busy timeout, PostgreSQL's ``lock_timeout``) before ``DatabaseBusy``;
+        ``call_timeout`` bounds every PostgreSQL call, even against a frozen
+        server (``DatabaseUnavailable``), and how long a session of the store
+        may sit idle inside a transaction (a frozen host's row locks).
         ``telemetry=False`` keeps the store from emitting OpenTelemetry spans
         and metrics, which it does whenever ``opentelemetry-api`` is installed
         (see ``codemode_store.telemetry``).
@@ -156,13 +175,20 @@ class ObservationStore:
         thread until ``close()``. Without it the store never renews a lease
         and never fences anyone (Core's acknowledgements, the CLI).
         """
-        check_open_options(max_payload_bytes, busy_timeout, host_id, lease_seconds)
+        check_open_options(max_payload_bytes, busy_timeout, host_id, lease_seconds, call_timeout)
         check_telemetry(telemetry)
-        engine = build_engine(to_url(url), durability=durability, busy_timeout=float(busy_timeout))
+        engine = build_engine(
+            to_url(url),
+            durability=durability,
+            busy_timeout=float(busy_timeout),
+            call_timeout=float(call_timeout),
+        )
         try:
             with errors_of_database():
                 ensure_schema(engine)
-            store = cls(engine, max_payload_bytes=max_payload_bytes, telemetry=telemetry)
+            store = cls(
+                engine, max_payload_bytes=max_payload_bytes, telemetry=telemetry, call_timeout=call_timeout
+            )
             if host_id is not None:
                 store._claim(host_id, float(lease_seconds))
         except BaseException:
@@ -232,8 +258,12 @@ class ObservationStore:
                 self._log.back()
             return shared
         connections = self._writers if call.writes else self._readers
+        deadlines = self._deadlines
+        started = time.monotonic() if deadlines is not None else 0.0
+        cut = False
         try:
             conn, driver = connections.take()
+            watch = deadlines.arm(conn, started) if deadlines is not None else None
             try:
                 result = run_call(conn, call, driver)
             except StoreError as exc:
@@ -246,6 +276,9 @@ class ObservationStore:
             except BaseException:
                 connections.drop(conn, driver)
                 raise
+            finally:
+                if deadlines is not None:
+                    cut = deadlines.disarm(watch)
             connections.give(conn, driver)
             if self._log.down:
                 self._log.back()
@@ -253,6 +286,9 @@ class ObservationStore:
         except DRIVER_ERRORS as exc:
             # The one boundary, entered only on an error: the call's key is
             # built only when a message needs it.
+            if cut:
+                assert deadlines is not None
+                raise self._log.failed(deadlines.overdue(exc, **call.key)) from exc
             raise self._log.failed(translate(exc, **call.key)) from exc
 
     def read(self, work: Callable[[Connection], T], *, session_id: str | None = None) -> T:
@@ -276,6 +312,8 @@ class ObservationStore:
             lease.stop()
             with contextlib.suppress(StoreError):  # the database is away: the lease runs out
                 self.run(calls.end_lease(owner))
+        if self._deadlines is not None:
+            self._deadlines.close()
         self._writers.close()
         self._readers.close()
         # The pool's own dispose, not the engine's: Engine.dispose() also builds a

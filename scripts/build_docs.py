@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
     )
     args = parser.parse_args(argv)
+    try:
+        import pdoc  # noqa: F401
+    except ImportError:
+        print("error: building the API reference needs pdoc: pip install -e '.[test]'", file=sys.stderr)
+        return 1
     index = build(args.out.resolve())
     print(f"API reference written: {index}")
     return 0

@@ -5,11 +5,14 @@ writes and synchronous commit on), so a crash of the server is a real crash of
 a durable server. ``kill`` crashes it the two ways a server dies without
 warning: ``pg_ctl stop -m immediate`` (every server process quits at once, no
 checkpoint) or SIGKILL of the postmaster; ``restart`` brings it back on the
-same port, through crash recovery.
+same port, through crash recovery. ``freeze`` stops every server process with
+SIGSTOP (the kernel still acknowledges TCP: a hung server, not a dead one) and
+``thaw`` lets them go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -130,6 +133,43 @@ class Cluster:
                 time.sleep(0.01)
         else:
             raise ValueError(f"kill mode must be one of {KILL_MODES}, not {mode!r}")
+
+    def server_pids(self) -> list[int]:
+        """Return the postmaster's process id and those of its children (backends, background workers)."""
+        postmaster = self.postmaster_pid()
+        if postmaster is None:
+            return []
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # The command name (field 2) is in parentheses and may hold spaces.
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields and int(fields[1]) == postmaster:
+                children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> list[int]:
+        """Stop every server process with SIGSTOP; return their ids (give them to :meth:`thaw`)."""
+        pids = self.server_pids()
+        if not pids:
+            raise RuntimeError("no server to freeze")
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        # A backend forked while we were stopping the others is stopped too.
+        for pid in self.server_pids():
+            if pid not in pids:
+                os.kill(pid, signal.SIGSTOP)
+                pids.append(pid)
+        return pids
+
+    @staticmethod
+    def thaw(pids: list[int]) -> None:
+        """Let processes stopped by :meth:`freeze` go on (those that still exist)."""
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def restart(self, limit: float = 60.0) -> float:
         """Start the server again on its port (crash recovery included); return the seconds it took.

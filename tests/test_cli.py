@@ -622,3 +622,68 @@ def test_cli_maintenance_never_creates_a_store(tmp_path: Path, args: list[str]) 
     result = cli(["--db", str(missing), *args], 1)
     assert result.stderr.startswith("error: ")
     assert not missing.exists()
+
+
+# -- a newcomer's friction (issue 21) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [["show", "s", "c", "x"], ["show", "s", "c", "-1"], ["release", "s", "c", "x"]]
+)
+def test_a_usage_error_calls_the_generation_gen_whether_or_not_it_is_optional(
+    tmp_path: Path, args: list[str]
+) -> None:
+    result = cli(["--db", str(tmp_path / "x.db"), *args], code=2)
+    assert "Invalid value for 'GEN':" in result.stderr and "[GEN]" not in result.stderr
+
+
+def test_a_folder_given_as_the_database_is_named_a_directory_by_every_tool(tmp_path: Path) -> None:
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    said = f"'{folder}' is a directory, not a database file: name a file in it"
+    with pytest.raises(errors.NotADatabase, match=re.escape(said)):
+        ObservationStore.open(folder)
+    for args in (["cells"], ["db", "upgrade"], ["demo"]):
+        result = cli(["--db", str(folder), *args], code=1)
+        assert "is a directory, not a database file" in result.stderr, (args, result.stderr)
+    host = subprocess.run(
+        [sys.executable, "-m", "codemode_store.host", "--db", str(folder)],
+        input="",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert host.returncode == 1 and said in host.stderr
+    assert list(folder.iterdir()) == []  # nothing was written into it
+
+
+def test_a_postgresql_url_without_the_driver_names_the_extra_to_install(tmp_path: Path) -> None:
+    # A base install: psycopg cannot be imported (a None in sys.modules makes its import fail).
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from codemode_store import ObservationStore, DatabaseError\n"
+        "try:\n"
+        "    ObservationStore.open('postgresql+psycopg://u@127.0.0.1:1/x')\n"
+        "except DatabaseError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'codemode-store[postgres]'" in done.stdout, done.stdout
+
+
+def test_db_upgrade_to_an_older_revision_is_refused_not_ignored(tmp_path: Path) -> None:
+    from codemode_store import migrate
+
+    db = str(tmp_path / "store.db")
+    oldest = migrate.history()[-1][0]
+    assert oldest != migrate.HEAD_REVISION
+    cli(["--db", db, "db", "upgrade"])
+    for older in ([oldest], ["base"], ["--", "-1"]):
+        result = cli(["--db", db, "db", "upgrade", *older], code=2)
+        assert f"older than the store's revision {migrate.HEAD_REVISION}" in result.stderr
+    assert cli(["--db", db, "db", "current"]).stdout.startswith(migrate.HEAD_REVISION)
+    # Going up still works, and asking for the revision it is at says so.
+    fresh = str(tmp_path / "fresh.db")
+    cli(["--db", fresh, "db", "upgrade", oldest])
+    assert "upgraded from revision" in cli(["--db", fresh, "db", "upgrade"]).stdout
+    assert "already at" in cli(["--db", fresh, "db", "upgrade", migrate.HEAD_REVISION]).stdout

@@ -246,9 +246,30 @@ def test_a_long_table_keeps_its_columns_aligned_chunk_by_chunk() -> None:
     )
 
 
+def test_an_80_column_terminal_leaves_columns_out_before_it_falls_back_to_blocks(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_module, "_is_terminal", lambda: True)
+    (cell,) = api_cells(url, "b")
+    full = display.cells_table([cell]).splitlines()
+    assert len(full[0]) > 80  # every column does not fit
+    shown = run(["--db", url, "cells", "--session", "b"], env={"COLUMNS": "80", "NO_COLOR": "1"}).stdout
+    lines = shown.splitlines()
+    assert lines[0].split("  ")[:2] == ["session", "cell"] and "last activity" not in lines[0]
+    assert all(len(line) <= 80 for line in lines[:3]) and len(lines) == 4  # header, rule, row, note
+    assert lines[-1] == ("(left out to fit 80 columns: last activity (UTC); --format csv has every column)")
+    # Narrower, more columns go (the least needed first), and the table stays a table.
+    for args, width in ((["cells", "--session", "b"], 44), (["history", "b", "y"], 50)):
+        narrower = run(["--db", url, *args], env={"COLUMNS": str(width), "NO_COLOR": "1"}).stdout.splitlines()
+        assert "-[ row" not in narrower[0] and narrower[0].startswith(("session  cell", "gen  state"))
+        assert all(len(line) <= width for line in narrower[:-1])
+        assert narrower[-1].startswith(f"(left out to fit {width} columns: ")
+
+
 def test_a_table_wider_than_the_terminal_becomes_blocks(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli_module, "_is_terminal", lambda: True)
-    narrow = run(["--db", url, "cells", "--session", "b"], env={"COLUMNS": "40", "NO_COLOR": "1"}).stdout
+    # Too narrow even for the columns that are never left out.
+    narrow = run(["--db", url, "cells", "--session", "b"], env={"COLUMNS": "20", "NO_COLOR": "1"}).stdout
     (cell,) = api_cells(url, "b")
     row = display.cell_row(cell)
     width = max(len(h) for h in display.CELL_COLUMNS.headers)
@@ -395,3 +416,27 @@ def test_a_pipe_closed_before_the_first_write_ends_the_command_with_status_0(
     finally:
         os.close(write_end)
     assert (writer.returncode, writer.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("command", [["cells"], ["release", "s", "c", "0"]])
+def test_a_closed_stdout_is_one_error_line_and_nothing_is_done(tmp_path: Path, command: list[str]) -> None:
+    # `codemode-store cells >&-`: Python starts with sys.stdout None; the command says so and does nothing.
+    path = tmp_path / "closed.db"
+    with ObservationStore.open(path) as store:
+        session = store.session("s")
+        session.create_cell("c")
+        session.begin("c", 0)
+        session.record("c", 0, Outcome.completed([TextItem("kept")]))
+    writer = subprocess.run(
+        [sys.executable, str(Path(cli_module.__file__)), "--db", str(path), *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert writer.returncode == 1
+    assert writer.stderr == "error: standard output is closed: nothing could be printed; nothing was done\n"
+    with ObservationStore.open(path) as store:
+        observation = store.session("s").get("c", 0)
+        assert observation is not None and observation.state == "retained"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -78,6 +79,28 @@ def test_every_python_block_runs_as_written(name: str, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, f"{name}\n{BLOCKS[name]}\n{done.stdout}\n{done.stderr}"
     assert done.stderr == "", done.stderr
+
+
+def test_the_python_blocks_run_one_after_another_in_one_folder(tmp_path: Path) -> None:
+    # A reader who tries them all in one folder: each example names its own session.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CODEMODE_STORE_")}
+    env["CODEMODE_STORE_URL"] = f"sqlite:///{tmp_path / 'from-the-environment.db'}"
+    env["PYTHONPATH"] = str(ROOT)
+    program = (
+        "import json, sys\n"
+        "for name, source in json.load(sys.stdin):\n"
+        "    exec(compile(source, name, 'exec'), {'__name__': '__main__'})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        input=json.dumps(sorted(BLOCKS.items())),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_readme_keeps_the_two_commands_on_its_first_screen() -> None:
@@ -281,3 +304,29 @@ def test_benchmark_figures_stand_in_performance_md_and_are_only_linked_from_else
     stated = re.search(r"`full` takes about (\d+\.\d)x the time of `normal`", performance)
     assert stated is not None
     assert float(stated.group(1)) == round(cells_per_second("normal") / cells_per_second("full"), 1)
+
+
+def test_the_docs_say_what_the_tools_need() -> None:
+    # The API reference needs pdoc, which comes with the test extra; the script says so too.
+    for page in (DOCS / "index.md", DOCS / "development.md"):
+        text = page.read_text(encoding="utf-8")
+        assert "build_docs.py" in text and "'.[test]'" in text, page.name
+    # scripts/start-postgres.sh: Debian's binaries, and a system user created when run as root.
+    operations = (DOCS / "operations.md").read_text(encoding="utf-8")
+    for words in ("Debian's PostgreSQL binaries", "/usr/lib/postgresql", "useradd", "codemode-pg"):
+        assert words in operations, words
+    script = (ROOT / "scripts" / "start-postgres.sh").read_text(encoding="utf-8")
+    assert "SERVICE_USER=codemode-pg" in script and "/usr/lib/postgresql/" in script
+
+
+def test_build_docs_without_pdoc_says_which_extra_to_install(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "build_docs.py"
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['pdoc'] = None  # as on an install without the test extra\n"
+        f"sys.argv = [{str(script)!r}, '--out', {str(tmp_path)!r}]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert done.stderr == "error: building the API reference needs pdoc: pip install -e '.[test]'\n"

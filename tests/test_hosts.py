@@ -354,6 +354,83 @@ def test_a_renewal_racing_a_recovery_is_never_failed(
     a.session("s").record("c", 0, ANSWER)
 
 
+def sqlalchemy_url(store_url: str) -> str:
+    """Return the URL of the test's database for a plain SQLAlchemy engine."""
+    return store_url if "://" in store_url else f"sqlite:///{store_url}"
+
+
+def test_a_begin_in_flight_is_seen_by_the_open_that_supersedes_it(
+    store_url: str, opened: Callable[..., ObservationStore]
+) -> None:
+    old = opened(host_id="A")
+    old.session("s").create_cell("c")
+    engine = create_engine(sqlalchemy_url(store_url))
+    try:
+        with engine.connect() as conn:
+            # What old's begin does, caught before its COMMIT: its host row KEY SHARE-locked
+            # (PostgreSQL) or the write lock held (SQLite), the pending row written.
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                conn.execute(text("SELECT 1 FROM hosts WHERE host_id = 'A' AND incarnation = 1"))
+            else:
+                conn.execute(
+                    text("SELECT 1 FROM hosts WHERE host_id = 'A' AND incarnation = 1 FOR KEY SHARE")
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO observations (session_id, cell_id, generation, state, begun_at, host_id, "
+                    "incarnation) VALUES ('s', 'c', 0, 'pending', 1, 'A', 1)"
+                )
+            )
+            conn.execute(text("UPDATE cells SET last_generation = 0 WHERE cell_id = 'c'"))
+            newer: list[ObservationStore] = []
+            opening = threading.Thread(target=lambda: newer.append(opened(host_id="A")))
+            opening.start()
+            opening.join(0.5)  # it waits for the begin's lock
+            conn.commit()
+        opening.join()
+    finally:
+        engine.dispose()
+    # The open saw the begin's row once it committed, and failed it: nothing is left
+    # pending under an incarnation that no process will ever answer for.
+    assert newer[0].recovered == 1
+    assert state(old, "s", "c") == ("failed", RESTARTED_TEXT, "A")
+
+
+def test_a_begin_waiting_on_an_open_is_fenced(
+    store_url: str, opened: Callable[..., ObservationStore]
+) -> None:
+    old = opened(host_id="A")
+    s = old.session("s")
+    s.create_cell("c")
+    engine = create_engine(sqlalchemy_url(store_url))
+    try:
+        with engine.connect() as conn:
+            # A newer open of the host id, caught before its COMMIT (what hosts.claim writes).
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.execute(text("SELECT incarnation FROM hosts WHERE host_id = 'A' FOR UPDATE"))
+            conn.execute(text("UPDATE hosts SET incarnation = incarnation + 1 WHERE host_id = 'A'"))
+            outcome: list[object] = []
+
+            def begin() -> None:
+                try:
+                    outcome.append(s.begin("c", 0))
+                except HostFenced as exc:
+                    outcome.append(exc)
+
+            beginning = threading.Thread(target=begin)
+            beginning.start()
+            beginning.join(0.5)  # it waits for the open's lock
+            conn.commit()
+        beginning.join()
+    finally:
+        engine.dispose()
+    assert isinstance(outcome[0], HostFenced)  # it re-read the row after the wait
+    assert old.pending() == []
+
+
 def test_the_lease_is_renewed_in_the_background_and_ended_on_close(
     opened: Callable[..., ObservationStore],
 ) -> None:

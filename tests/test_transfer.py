@@ -200,6 +200,46 @@ def test_a_postgres_store_named_another_way_is_still_the_source(postgres_url: st
         assert rows(store) == before
 
 
+@pytest.mark.postgres
+def test_a_row_the_postgres_target_refuses_is_a_typed_error_and_its_session_is_not_written(
+    source: ObservationStore, postgres_url: str
+) -> None:
+    from sqlalchemy import text
+
+    from codemode_store.errors import DatabaseError
+
+    with ObservationStore.open(postgres_url) as target:
+        with target.engine.begin() as conn:  # a rule of the target's own that s2 breaks
+            conn.execute(text("ALTER TABLE observations ADD CONSTRAINT only_s1 CHECK (session_id = 's1')"))
+        with pytest.raises(DatabaseError, match=r"the target .*only_s1") as refused:
+            copy_to(source, postgres_url)
+        assert refused.value.session_id == "s2"
+        assert rows(target) == of_sessions(rows(source), "s1")
+        assert copy_to(source, postgres_url, ["s1"]).skipped == ("s1",)  # the target still works
+
+
+@pytest.mark.postgres
+def test_a_postgres_source_may_wait_on_the_target_longer_than_its_call_timeout(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import time
+
+    with ObservationStore.open(postgres_url, call_timeout=2) as source:
+        populate(source, "s1")
+        populate(source, "s2")
+        waited = []
+
+        def slow_target(state: CopyState) -> None:
+            if state.sessions_done == 1 and not waited:
+                time.sleep(3)  # the snapshot sits idle in its transaction past call_timeout
+                waited.append(True)
+
+        report = copy_to(source, tmp_path / "target.db", progress=slow_target)
+        assert waited and report.copied == ("s1", "s2")
+        with ObservationStore.open(tmp_path / "target.db") as target:
+            assert rows(target) == rows(source)
+
+
 # -- backup -----------------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import codemode_store
 
+from ..engine import directory_given
 from ..errors import AlreadyReleased
 from ..observation import Observation
 from ..store import ObservationStore, StoreSession
@@ -199,6 +200,8 @@ def _is_replaceable(path: Path) -> bool:
 
 def _check_folder(path: Path) -> None:
     """Refuse, before anything is printed, a path whose folder cannot take the database."""
+    if path.is_dir():
+        raise DemoFailed(directory_given(str(path)))
     folder = path.absolute().parent
     if not folder.is_dir():
         raise DemoFailed(f"cannot write the demo's database {path}: the folder {folder} does not exist")

@@ -189,20 +189,67 @@ def stream_table(
     chunk: int | None = 100,
     max_width: int | None = None,
     paint: Paint | None = None,
+    drop: Sequence[int] = (),
 ) -> Iterator[str]:
     """Yield the lines of a table of escaped ``rows`` as the rows come.
 
     Columns are as wide as the widest cell seen so far: the first ``chunk``
     rows (all rows when ``chunk`` is None) are read before the first line, and
     a later, wider cell widens its column from its chunk on. When the first
-    chunk makes the table wider than ``max_width``, each row is printed as a
-    block of ``header  value`` lines instead, so that nothing wraps into the
-    next column. ``paint`` colours cells (after padding; widths are measured
-    on the plain text).
+    chunk makes the table wider than ``max_width``, the columns of ``drop``
+    are left out, in that order (the least needed first), until it fits, and a
+    last line names them; only when it does not fit even so is each row
+    printed as a block of ``header  value`` lines, so that nothing wraps into
+    the next column (psql's ``\\x auto``). ``paint`` colours cells (after
+    padding; widths are measured on the plain text).
     """
-    right_columns = set(right)
-    painters = paint or {}
     source = iter(rows)
+    first = [list(row) for row in (source if chunk is None else islice(source, chunk))]
+    widths = _widths(first, [_width(h) for h in headers])
+    if max_width is not None and _table_width(widths) > max_width:
+        kept = _columns_that_fit(widths, drop, max_width)
+        if kept is None:
+            yield from _blocks(headers, first, source, paint or {})
+            return
+        left_out = [headers[index] for index in range(len(headers)) if index not in kept]
+        yield from _table(
+            [headers[index] for index in kept],
+            [[row[index] for index in kept] for row in first],
+            ([row[index] for index in kept] for row in source),
+            right={kept.index(index) for index in right if index in kept},
+            chunk=chunk,
+            paint={kept.index(index): painter for index, painter in (paint or {}).items() if index in kept},
+        )
+        yield f"(left out to fit {max_width} columns: {', '.join(left_out)}; --format csv has every column)"
+        return
+    yield from _table(headers, first, source, right=right, chunk=chunk, paint=paint or {})
+
+
+def _table_width(widths: Sequence[int]) -> int:
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
+def _columns_that_fit(widths: Sequence[int], drop: Sequence[int], max_width: int) -> list[int] | None:
+    """Return the columns kept once the fewest of ``drop`` are left out to fit, or ``None``."""
+    for count in range(1, len(drop) + 1):
+        kept = [index for index in range(len(widths)) if index not in drop[:count]]
+        if _table_width([widths[index] for index in kept]) <= max_width:
+            return kept
+    return None
+
+
+def _table(
+    headers: Sequence[str],
+    first: list[list[str]],
+    source: Iterator[Sequence[str]],
+    *,
+    right: Iterable[int],
+    chunk: int | None,
+    paint: Paint,
+) -> Iterator[str]:
+    """Yield the lines of an aligned table: ``first`` sets the widths, each later chunk may widen them."""
+    right_columns = set(right)
+    painters = paint
     widths = [_width(h) for h in headers]
 
     def line(cells: Sequence[str], colour: bool = True) -> str:
@@ -214,11 +261,7 @@ def stream_table(
             padded.append(painter(text) if painter else text)
         return "  ".join(padded).rstrip()
 
-    first = [list(row) for row in (source if chunk is None else islice(source, chunk))]
     widths = _widths(first, widths)
-    if max_width is not None and sum(widths) + 2 * (len(widths) - 1) > max_width:
-        yield from _blocks(headers, first, source, painters)
-        return
     yield line(headers, colour=False)
     yield line(["-" * w for w in widths], colour=False)
     block = first
@@ -255,12 +298,16 @@ def _number(value: int | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Columns:
-    """How a listing shows as a table: its headers, right-aligned columns, state column."""
+    """How a listing shows as a table: its headers, right-aligned columns, state column.
+
+    ``drop`` lists the columns a narrow terminal leaves out, the least needed first.
+    """
 
     headers: tuple[str, ...]
     right: frozenset[int]
     state: int | None
     empty: str
+    drop: tuple[int, ...] = ()
 
 
 CELL_COLUMNS = Columns(
@@ -278,18 +325,21 @@ CELL_COLUMNS = Columns(
     frozenset({3, 6, 7}),
     4,
     "(no cells)",
+    drop=(8, 7, 6, 2),  # last activity, retained bytes, obs, status
 )
 SESSION_COLUMNS = Columns(
     ("session", "cells", "open", "obs", "retained bytes", "last activity (UTC)"),
     frozenset({1, 2, 3, 4}),
     None,
     "(no sessions)",
+    drop=(5, 4),  # last activity, retained bytes
 )
 HISTORY_COLUMNS = Columns(
     ("gen", "state", "kind", "bytes", "recorded (UTC)", "released (UTC)", "host"),
     frozenset({0, 3}),
     1,
     "(no observations)",
+    drop=(6, 5, 4),  # host, released, recorded
 )
 HOST_COLUMNS = Columns(
     ("host", "incarnation", "lease ends (UTC)", "status", "pending"),

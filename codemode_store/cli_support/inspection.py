@@ -29,6 +29,7 @@ from sqlalchemy import (
     literal,
     not_,
     select,
+    text,
     tuple_,
 )
 
@@ -168,6 +169,8 @@ def record(value: SessionSummary | CellSummary | Observation | StoreStats | Host
 #: The states ``iter_cells(state=...)`` filters on: the state of a cell's last generation.
 CELL_STATES: tuple[ObservationState, ...] = get_args(ObservationState)
 
+_NO_IDLE_LIMIT = text("SET LOCAL idle_in_transaction_session_timeout = 0")
+
 #: Rows fetched from the cursor at a time (a server-side cursor on PostgreSQL).
 FETCH_ROWS = 500
 
@@ -194,11 +197,18 @@ def _stream(
 ) -> Generator[Any, None, None]:
     """Yield the rows of ``statement`` from an iterating cursor inside one read transaction."""
     with errors_of_database(**key), store.engine.connect() as conn:
-        reader = conn.execution_options(**{READ_ONLY: True}, yield_per=FETCH_ROWS)
+        reader = conn.execution_options(**{READ_ONLY: True})
         # Closed explicitly, also when the caller stops early: a server-side
         # cursor left to the garbage collector stays open on the server.
-        with reader.begin(), reader.execute(statement, dict(params)) as result:
-            yield from result
+        with reader.begin():
+            if conn.dialect.name == "postgresql":
+                # The reader waits on whoever reads the rows (a pager, a slow
+                # pipe) and holds no row lock: the store's bound on idle
+                # transactions (call_timeout) is for writers, not for it.
+                reader.execute(_NO_IDLE_LIMIT)
+            streamed = {"yield_per": FETCH_ROWS}
+            with reader.execute(statement, dict(params), execution_options=streamed) as result:
+                yield from result
 
 
 def _limited(statement: Select[Any], params: dict[str, Any], limit: int | None) -> Select[Any]:

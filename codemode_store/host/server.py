@@ -28,7 +28,9 @@ from typing import IO, Any
 from ..errors import HostFenced, InvalidInput, StoreError
 from ..observe import failure_text
 from ..store import ObservationStore
+from ..validation import is_encodable
 from ..wire import Outcome
+from .lines import MAX_DEPTH, MAX_LINE_BYTES, LongLine, TooDeep, bounded_lines, depth_exceeds, is_blank, parse
 from .runtime import Runtime
 
 __all__ = [
@@ -98,6 +100,9 @@ class Host:
 
     def handle(self, message: object) -> dict[str, Any]:
         """Return the answer envelope of one request envelope; never raises for a bad request."""
+        if depth_exceeds(message, MAX_DEPTH):
+            # Refused before anything looks inside: nor is its ``id`` repeated.
+            return _invalid(f"a request must not be nested deeper than {MAX_DEPTH} levels")
         request_id = message.get("id") if isinstance(message, Mapping) else None
         try:
             result = self._dispatch(message)
@@ -111,15 +116,30 @@ class Host:
             return {"id": request_id, "error": {"code": RUNTIME_FAILURE, "message": failure_text(exc)}}
         return {"id": request_id, "ok": result}
 
-    def handle_line(self, line: bytes | str) -> str:
-        """Return the JSON answer line (no newline) of one JSON request line."""
-        try:
-            message = json.loads(line)
-        except ValueError as exc:
-            answer = {"id": None, "error": {"code": "InvalidInput", "message": f"not a JSON object: {exc}"}}
+    def handle_line(self, line: bytes | str | LongLine) -> str:
+        """Return the JSON answer line (no newline) of one JSON request line; never raises.
+
+        A line longer than ``MAX_LINE_BYTES`` (or the ``LongLine`` that stands
+        for one), a line that is not strict JSON, and one nested deeper than
+        ``MAX_DEPTH`` are answered ``InvalidInput`` with a null ``id``.
+        """
+        size = line.size if isinstance(line, LongLine) else _size(line)
+        if size > MAX_LINE_BYTES:
+            answer = _invalid(f"the request line is {size} bytes long; at most {MAX_LINE_BYTES}")
         else:
-            answer = self.handle(message)
-        return json.dumps(answer, separators=(",", ":"))
+            assert not isinstance(line, LongLine)
+            try:
+                message = parse(line)
+            except TooDeep as exc:
+                answer = _invalid(str(exc))
+            except ValueError as exc:
+                answer = _invalid(f"not a JSON object: {exc}")
+            else:
+                answer = self.handle(message)
+        try:
+            return json.dumps(answer, separators=(",", ":"))
+        except (ValueError, TypeError, RecursionError) as exc:  # an answer no JSON can carry
+            return json.dumps(_invalid(f"the answer cannot be written as JSON: {type(exc).__name__}"))
 
     def _dispatch(self, message: object) -> Any:
         if not isinstance(message, Mapping):
@@ -139,8 +159,14 @@ class Host:
         return self._close(cell_id)
 
     def _create(self, cell_id: str, source: object) -> dict[str, Any]:
+        # Checked as cell_id is, before anything is written: a source no
+        # command can be given must not leave a registered cell behind.
         if not isinstance(source, str):
             raise InvalidInput(f"source must be a string, not {type(source).__name__}", cell_id=cell_id)
+        if "\x00" in source:
+            raise InvalidInput("source must not contain NUL", cell_id=cell_id)
+        if not is_encodable(source):
+            raise InvalidInput("source is not valid Unicode text (lone surrogate)", cell_id=cell_id)
         # The store first: a retried create is DuplicateCell and never starts a second process.
         self._session.create_cell(cell_id)
         self._runtime.create(cell_id, source)
@@ -187,14 +213,31 @@ def _check_fields(op: str, request: Mapping[str, Any]) -> None:
         raise InvalidInput(f"{op} has unknown fields {', '.join(sorted(repr(k) for k in unknown))}")
 
 
-def serve(host: Host, requests: Iterable[bytes], answers: IO[bytes]) -> int:
-    """Answer JSON request lines with JSON answer lines, one each, until the input ends; return the count.
+def _size(line: bytes | str) -> int:
+    """Return the length in bytes of a request line, its newline not counted."""
+    if isinstance(line, str):
+        # A character is 1 to 4 bytes of UTF-8: encode only a line that may be too long.
+        size = len(line) if len(line) * 4 <= MAX_LINE_BYTES else len(line.encode("utf-8", "surrogatepass"))
+        return size - line.endswith("\n")
+    return len(line) - line.endswith(b"\n")
 
-    A ``HostFenced`` answer is the last: the host stops serving.
+
+def _invalid(message: str) -> dict[str, Any]:
+    """Return the answer to a line that is not a request: ``InvalidInput``, with a null ``id``."""
+    return {"id": None, "error": {"code": "InvalidInput", "message": message}}
+
+
+def serve(host: Host, requests: IO[bytes] | Iterable[bytes], answers: IO[bytes]) -> int:
+    """Answer JSON request lines with JSON answer lines until the input ends; return the count.
+
+    Every line gets exactly one answer line, in order, except blank lines
+    (nothing but spaces, tabs and carriage returns), which are skipped. A
+    stream is read with a bound on the line length (``MAX_LINE_BYTES``). A
+    ``HostFenced`` answer is the last: the host stops serving.
     """
     count = 0
-    for line in requests:
-        if not line.strip():
+    for line in bounded_lines(requests):
+        if not isinstance(line, LongLine) and is_blank(line):
             continue
         answers.write(host.handle_line(line).encode("ascii") + b"\n")
         answers.flush()

@@ -14,7 +14,15 @@ and tables of later revisions come along. The library's front end is
 from __future__ import annotations
 
 from .backup import BackupReport, backup
-from .copying import CopyProgress, CopyReport, CopyState, copy_sessions, copy_to, same_database
+from .copying import (
+    TRANSFER_CALL_TIMEOUT,
+    CopyProgress,
+    CopyReport,
+    CopyState,
+    copy_sessions,
+    copy_to,
+    same_database,
+)
 from .errors import BadSessionFile, PayloadMismatch, SessionConflict, UnknownSession
 from .session_file import (
     FORMAT,
@@ -28,6 +36,7 @@ from .session_file import (
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "TRANSFER_CALL_TIMEOUT",
     "BackupReport",
     "BadSessionFile",
     "CopyProgress",

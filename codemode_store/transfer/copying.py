@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from ..engine import is_memory, is_sqlite, to_url
@@ -30,9 +30,22 @@ from . import tables
 from .errors import SessionConflict, UnknownSession
 from .rows import check_payload, digest_rows
 from .snapshot import naming, snapshot
+from .writing import insert_rows
 
-__all__ = ["CopyProgress", "CopyReport", "CopyState", "copy_sessions", "copy_to", "same_database", "shown"]
+__all__ = [
+    "TRANSFER_CALL_TIMEOUT",
+    "CopyProgress",
+    "CopyReport",
+    "CopyState",
+    "copy_sessions",
+    "copy_to",
+    "same_database",
+    "shown",
+]
 
+#: Seconds one transaction of a transfer may take on PostgreSQL (the ``call_timeout`` of
+#: the target store ``copy_to`` opens): a whole session is one call, not one operation.
+TRANSFER_CALL_TIMEOUT = 3600.0
 #: How many session names one ``IN (...)`` of the target's check carries.
 _NAMES_PER_QUERY = 500
 
@@ -120,7 +133,7 @@ def copy_to(
         with naming(f"the source {shown(source.url)}"):
             sessions = _chosen(reader, wanted)
         with naming(f"the target {shown(url)}"):
-            opened = ObservationStore.open(url)
+            opened = ObservationStore.open(url, call_timeout=TRANSFER_CALL_TIMEOUT)
         try:
             with naming(f"the target {shown(url)}"):
                 target_identity = opened.read(_server_identity)
@@ -140,7 +153,12 @@ def copy_sessions(
     *,
     progress: CopyProgress | None = None,
 ) -> CopyReport:
-    """Copy the sessions named (every one by default) from one open store into another."""
+    """Copy the sessions named (every one by default) from one open store into another.
+
+    Each session is one call of ``target``: on PostgreSQL open it with a
+    ``call_timeout`` that a whole session's copy fits in (``copy_to`` uses
+    ``TRANSFER_CALL_TIMEOUT``).
+    """
     if same_database(source.url, target.url):
         raise InvalidInput(
             f"the target {shown(target.url)} is the source store itself: name another database"
@@ -276,7 +294,7 @@ class _SessionCopier:
             present = shared.present(conn, [row[shared.key.name] for row in found])
             missing = [row for row in found if row[shared.key.name] not in present]
             if missing:
-                conn.execute(insert(shared.table), missing)
+                insert_rows(conn, shared.table, missing)
 
     def copy(self, conn: Connection, session_id: str) -> None:
         """Write every row of ``session_id`` through ``conn`` (one transaction of the target)."""
@@ -293,12 +311,12 @@ class _SessionCopier:
             if missing:
                 with naming(self.source):
                     rows = shared.rows(self.reader, missing)
-                conn.execute(insert(shared.table), rows)
+                insert_rows(conn, shared.table, rows)
         rows_before = self.state.rows_done
         for spec in tables.session_tables():
             for batch in _guarded(spec.rows(self.reader, session_id), self.source):
                 size = sum(check_payload(row) for row in batch)
-                conn.execute(insert(spec.table), batch)
+                insert_rows(conn, spec.table, batch)
                 self.state = replace(
                     self.state,
                     rows_done=self.state.rows_done + len(batch),

@@ -4,7 +4,8 @@ SQLite: a deferred ``BEGIN`` and a first read pin the WAL snapshot, which every
 later read of the transaction sees, while hosts keep committing beside it (a
 WAL reader blocks no writer; the checkpoint merely stops at the snapshot until
 it ends). PostgreSQL: a ``REPEATABLE READ READ ONLY`` transaction, whose
-snapshot is taken by its first statement. Driver errors on the source are
+snapshot is taken by its first read, with no limit on how long it may wait
+idle between two reads (it holds no row lock). Driver errors on the source are
 raised as ``StoreError`` subclasses naming the source.
 """
 
@@ -23,6 +24,7 @@ from ..translate import DRIVER_ERRORS, translate
 __all__ = ["naming", "snapshot"]
 
 _PIN = text("SELECT version_num FROM alembic_version")
+_NO_IDLE_LIMIT = text("SET LOCAL idle_in_transaction_session_timeout = 0")
 
 
 @contextlib.contextmanager
@@ -38,6 +40,11 @@ def snapshot(engine: Engine, shown: str) -> Iterator[Connection]:
     try:
         with naming(f"the source {shown}"):
             transaction = conn.begin()
+            if engine.dialect.name == "postgresql":
+                # The store's connections end a transaction idle for call_timeout (a
+                # frozen host's row locks); this one holds no row lock and may wait on
+                # the target longer between two reads. pg_dump does the same.
+                conn.execute(_NO_IDLE_LIMIT)
             conn.execute(_PIN).all()  # takes the snapshot now, not at the first page
         try:
             yield conn
