@@ -125,7 +125,7 @@ class CommitFigures:
         """Start from nothing."""
         self.commits = 0
         self.operations = 0
-        self.largest = 0
+        self.largest = 1  # a write alone is a batch of one
 
     def count(self, batch: int) -> None:
         """Count one transaction of ``batch`` operations (called by the leader alone)."""
@@ -364,25 +364,55 @@ class GroupCommit:
         """Run a write in the next transaction; return once the commit holding it returned."""
         mutex = self._mutex
         with mutex:
-            leading = self._leading
-            self._leading = True
-            if leading:
+            if self._leading:
                 entry: Pending[T] = Pending(call)
                 entry.wake = threading.Lock()
                 entry.wake.acquire()
                 self._queue.append(entry)
                 self._arrivals += 1
                 self._arrival.notify()
-        if not leading:
-            # First in an empty queue. Alone, the write runs as it would without
-            # a queue; right after a shared commit, the callers it released are
-            # on their way back, and this batch takes them.
-            linger = self._patience() if isinstance(call, Op) else None
-            if linger is None:
-                return self._alone(call)
-            entry = Pending(call)
-            self._lead([entry], entry, Feed(self._queue, mutex, entry, linger))
-            return entry.outcome()
+                leading = False
+            else:
+                self._leading = leading = True
+                # Right after a shared commit the callers it released are on their
+                # way back: this batch takes them (see the class).
+                shared = self._released > 1 and isinstance(call, Op)
+        if leading:
+            if shared:
+                entry = Pending(call)
+                self._lead([entry], entry, Feed(self._queue, mutex, entry, self._patience()))
+                return entry.outcome()
+            # Alone: the write runs as it would without a queue (the store's own path).
+            connections = self._connections
+            try:
+                conn, driver = connections.take()
+                try:
+                    result = run_call(conn, call, driver)
+                except StoreError as exc:
+                    if isinstance(exc, DatabaseError):
+                        connections.drop(conn, driver)
+                    else:
+                        connections.give(conn, driver)  # a rule's answer: the transaction was rolled back
+                    raise
+                except BaseException:
+                    connections.drop(conn, driver)
+                    raise
+                connections.give(conn, driver)
+                return result
+            except DRIVER_ERRORS as exc:
+                raise translate(exc, **call.key) from exc
+            finally:
+                self.figures.commits += 1
+                self.figures.operations += 1
+                with mutex:  # _hand_over(None), inline: this is every lone write's path
+                    self._released, self._released_at = 1, self._arrivals
+                    following = self._queue[0] if self._queue else None
+                    if following is None:
+                        self._leading = False
+                    else:
+                        following.state = _LEAD
+                if following is not None:
+                    following.wake.release()
         try:
             entry.wake.acquire()  # until the leader settles this write, or hands over the lead
         except BaseException:
@@ -413,31 +443,6 @@ class GroupCommit:
                     self._leading = False
             elif entry.state == _WAITING and entry in self._queue:
                 self._queue.remove(entry)
-
-    def _alone(self, call: Call[T] | Op[T]) -> T:
-        """Run a write in a transaction of its own (the store's path without a queue), then hand over."""
-        connections = self._connections
-        try:
-            try:
-                conn, driver = connections.take()
-                try:
-                    result = run_call(conn, call, driver)
-                except StoreError as exc:
-                    if isinstance(exc, DatabaseError):
-                        connections.drop(conn, driver)
-                    else:
-                        connections.give(conn, driver)  # a rule's answer: the transaction was rolled back
-                    raise
-                except BaseException:
-                    connections.drop(conn, driver)
-                    raise
-                connections.give(conn, driver)
-                return result
-            except DRIVER_ERRORS as exc:
-                raise translate(exc, **call.key) from exc
-        finally:
-            self.figures.count(1)
-            self._hand_over(None)
 
     def _lead(self, batch: list[Pending[Any]], own: Pending[Any], feed: Feed | None) -> None:
         """Commit ``batch`` (and what ``feed`` adds); hand the lead on; wake the followers it settled."""
