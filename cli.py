@@ -185,6 +185,10 @@ class StoreGroup(click.Group):
         warnings (for example about an unknown URL option) are silenced: the
         command's output is its result or one error line.
         """
+        if sys.stdout is None:
+            # Started with stdout closed (`>&-`): say so before anything is done,
+            # rather than fail on the first print after a write.
+            raise StoreFailure("standard output is closed: nothing could be printed; nothing was done")
         try:
             with warnings.catch_warnings():
                 # By message module, not SAWarning: importing sqlalchemy.exc

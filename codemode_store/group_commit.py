@@ -10,10 +10,13 @@ slow disk some give up with ``database is locked``. Here they queue instead:
   with one session pays only a lock taken and released). Writers that arrive
   while a leader commits are *followers*: they append their operation to the
   store's FIFO queue and sleep. When the leader's commit returned, it hands
-  the lead to the first follower in the queue, which takes the queue's head
-  (up to ``MAX_BATCH`` operations, ``MAX_BATCH_BYTES`` of payload) and commits
-  it as one transaction: ``BEGIN IMMEDIATE``, each operation inside a
-  ``SAVEPOINT`` of its own, one ``COMMIT`` (one fsync). So writers are served in
+  the lead to the first follower in the queue, which commits the queue's head
+  as one transaction: ``BEGIN IMMEDIATE``, each operation inside a
+  ``SAVEPOINT`` of its own, one ``COMMIT`` (one fsync). It takes the next
+  operation only once it ran the ones before, so writes that arrive meanwhile
+  join this commit (up to ``MAX_BATCH`` operations and ``MAX_BATCH_BYTES`` of
+  payload), and before its COMMIT it may linger briefly for the callers the
+  last commit released (see :class:`GroupCommit`). So writers are served in
   arrival order, and SQLite's busy handler only ever waits for other
   processes (another store object counts as another process).
 - **How a caller waits.** A follower sleeps on a lock of its own until the
@@ -30,7 +33,8 @@ slow disk some give up with ``database is locked``. Here they queue instead:
   translated error, each naming its own session, cell and generation: none is
   acknowledged. An interruption of the leader itself (``KeyboardInterrupt``)
   rolls back, puts the batch back at the head of the queue and hands the lead
-  on.
+  on; a follower interrupted while it waits takes its write out of the queue
+  (or hands on the lead it was just given).
 
 A :class:`~codemode_store.calls.Call` (maintenance work written with
 SQLAlchemy) takes its turn in the same queue but runs alone, in a transaction
@@ -46,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from _thread import LockType
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -163,7 +168,7 @@ class Feed:
     def __init__(
         self,
         queue: deque[Pending[Any]],
-        lock: threading.Lock | None,
+        lock: LockType | None,
         first: Pending[Any],
         linger: Callable[[], bool] | None = None,
     ) -> None:
@@ -329,6 +334,7 @@ class GroupCommit:
     """
 
     __slots__ = (
+        "_arrival",
         "_arrivals",
         "_commit_seconds",
         "_connections",
@@ -344,6 +350,8 @@ class GroupCommit:
         """Commit on connections lent by ``connections`` (the store's writers)."""
         self._connections = connections
         self._mutex = threading.Lock()
+        #: Notified (under the mutex) by every write that joins the queue.
+        self._arrival = threading.Condition(self._mutex)
         self._queue: deque[Pending[Any]] = deque()
         self._leading = False
         self._arrivals = 0  # writes queued so far
@@ -364,6 +372,7 @@ class GroupCommit:
                 entry.wake.acquire()
                 self._queue.append(entry)
                 self._arrivals += 1
+                self._arrival.notify()
         if not leading:
             # First in an empty queue. Alone, the write runs as it would without
             # a queue; right after a shared commit, the callers it released are
@@ -374,13 +383,36 @@ class GroupCommit:
             entry = Pending(call)
             self._lead([entry], entry, Feed(self._queue, mutex, entry, linger))
             return entry.outcome()
-        entry.wake.acquire()  # until the leader settles this write, or hands over the lead
+        try:
+            entry.wake.acquire()  # until the leader settles this write, or hands over the lead
+        except BaseException:
+            self._withdraw(entry)
+            raise
         if entry.state == _LEAD:
             with mutex:
                 self._queue.popleft()  # this entry, at the head
             feed = Feed(self._queue, mutex, entry, self._patience()) if isinstance(call, Op) else None
             self._lead([entry], entry, feed)
         return entry.outcome()
+
+    def _withdraw(self, entry: Pending[Any]) -> None:
+        """Take back the write of a follower interrupted while it waited (``KeyboardInterrupt``).
+
+        Still queued, it is removed and never runs; handed the lead, it hands
+        the lead on, so the queue never waits for a caller that left. A write
+        some batch already took commits or fails with it, unanswered.
+        """
+        with self._mutex:
+            if entry.state == _LEAD:
+                self._queue.popleft()  # this entry, at the head
+                if self._queue:
+                    following = self._queue[0]
+                    following.state = _LEAD
+                    following.wake.release()
+                else:
+                    self._leading = False
+            elif entry.state == _WAITING and entry in self._queue:
+                self._queue.remove(entry)
 
     def _alone(self, call: Call[T] | Op[T]) -> T:
         """Run a write in a transaction of its own (the store's path without a queue), then hand over."""
@@ -431,10 +463,15 @@ class GroupCommit:
         deadline = time.perf_counter() + budget
 
         def linger() -> bool:
-            if self._arrivals - since >= expected - 1 or time.perf_counter() >= deadline:
-                return False
-            time.sleep(0)  # give the interpreter to the callers on their way back
-            return True
+            with self._mutex:
+                if self._arrivals - since >= expected - 1:
+                    return False
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    return False
+                if not self._queue:
+                    self._arrival.wait(left)  # until the next write arrives (no spinning)
+                return True
 
         return linger
 

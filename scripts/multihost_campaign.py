@@ -78,7 +78,7 @@ from sqlalchemy import select as sql_select  # noqa: E402
 
 from benchmarks.tcp_proxy import TcpProxy  # noqa: E402
 from codemode_store import ObservationStore  # noqa: E402
-from codemode_store.errors import StoreError  # noqa: E402
+from codemode_store.errors import DatabaseBusy, DatabaseUnavailable, StoreError  # noqa: E402
 from codemode_store.host import OBSERVATION_FAILED, CommandRuntime, Host  # noqa: E402
 from codemode_store.schema import observations  # noqa: E402
 from scripts.core_crash_campaign import CellPlan, CoreLog, answer_sha, cell_plan, stored_sha  # noqa: E402
@@ -95,21 +95,25 @@ RETRIED = frozenset({"DatabaseUnavailable", "DatabaseBusy", "ObservationInProgre
 LOST = re.compile(r"^host (.+) lost: ")
 #: How many hosts may be zombies at once (the others serve their sessions).
 MAX_ZOMBIES = 2
-#: The longest a zombie stays stopped, however slow its recovery.
-MAX_PAUSE = 12.0
+#: The longest a zombie stays stopped, in leases plus seconds, however slow its
+#: recovery (on SQLite, a zombie stopped inside a write transaction holds the
+#: file's write lock: no other host can write, or recover, until it goes on).
+MAX_PAUSE = (4, 4.0)
 ANSWER_TIMEOUT = 30.0
 #: How long Core may take to finish its cells once the faults stopped.
 FINISH_SECONDS = 120.0
 #: Chance that a request carries a kill or a cut while their quotas remain; that an
 #: observe of a cell that runs for its whole yield time makes its host a zombie.
-REQUEST_FAULT_CHANCE = 0.3
-ZOMBIE_CHANCE = 0.8
+REQUEST_FAULT_CHANCE = 0.4
+ZOMBIE_CHANCE = 1.0
 #: Chances per step of a duplicate start and of a move, while their quotas remain.
-DUPLICATE_CHANCE = 0.08
-MOVE_CHANCE = 0.12
+DUPLICATE_CHANCE = 0.12
+MOVE_CHANCE = 0.2
 #: Chance that Core asks another host for an answer it consumed, before acknowledging it.
 PROBE_CHANCE = 0.25
 SESSIONS = 6
+#: Generations Core observes of a cell that runs until it stops it (terminate or close).
+OBSERVES_BEFORE_STOP = 3
 #: The hosts' call_timeout (seconds).
 HOST_CALL_TIMEOUT = 3.0
 
@@ -121,7 +125,7 @@ def serve_host(db: str, host_id: str, lease: float, audit: Path) -> int:
     """Serve requests of any session on stdin (``session`` names it) until stdin ends."""
     # A short call_timeout: it also bounds how long a zombie stopped inside a
     # transaction holds its row locks (PostgreSQL's idle-in-transaction timeout).
-    store = ObservationStore.open(db, host_id=host_id, lease_seconds=lease, call_timeout=HOST_CALL_TIMEOUT)
+    store = _open_patiently(db, host_id, lease)
     runtime = CommandRuntime()
     stopping = threading.Event()
     pid = os.getpid()
@@ -141,7 +145,8 @@ def serve_host(db: str, host_id: str, lease: float, audit: Path) -> int:
             with contextlib.suppress(StoreError):
                 store.fail_pending()
 
-    store.fail_pending()
+    with contextlib.suppress(StoreError):  # the recovery thread tries again
+        store.fail_pending()
     recovery = threading.Thread(target=recover, daemon=True)
     recovery.start()
     ready = {"ready": True, "host_id": host_id, "incarnation": store.incarnation, "pid": pid}
@@ -166,6 +171,20 @@ def serve_host(db: str, host_id: str, lease: float, audit: Path) -> int:
         runtime.close()
         store.close()
     return 0
+
+
+def _open_patiently(db: str, host_id: str, lease: float) -> ObservationStore:
+    """Open the store as ``host_id``, retrying while the database is busy or away (a zombie may hold it)."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT
+    while True:
+        try:
+            return ObservationStore.open(
+                db, host_id=host_id, lease_seconds=lease, call_timeout=HOST_CALL_TIMEOUT
+            )
+        except (DatabaseBusy, DatabaseUnavailable):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _own_lost_begin(
@@ -380,6 +399,7 @@ class BackendReport:
     late_accepted: int = 0  # late answers that were the stored answer (not recovered in time)
     probes: int = 0
     zombie_pauses: list[float] = field(default_factory=list)
+    zombies_unrecovered: int = 0  # thawed before another host recovered their generation
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
     fault_seconds: float = 0.0  # until every quota was met
@@ -400,8 +420,12 @@ class SessionState:
     retry_at: float = 0.0
 
 
-def _yield_time_ms(seed: int, cell_id: str, generation: int) -> int:
-    return random.Random(f"{seed}/{cell_id}/{generation}").choice([5, 10, 20, 40, 80])
+def _yield_time_ms(seed: int, plan: CellPlan, generation: int) -> int:
+    """The request's yield time, drawn from its own key: a request asked again is the very same."""
+    # A cell that runs until Core stops it yields after the whole yield time:
+    # long enough for a zombie to be stopped in the middle of its run.
+    choices = [40, 80] if plan.ending in ("terminate", "close") else [5, 10, 20, 40]
+    return random.Random(f"{seed}/{plan.cell_id}/{generation}").choice(choices)
 
 
 class Core:
@@ -617,7 +641,7 @@ class Core:
             "op": "observe",
             "cell_id": session.cell.cell_id,
             "generation": g,
-            "yield_time_ms": _yield_time_ms(self.seed, session.cell.cell_id, g),
+            "yield_time_ms": _yield_time_ms(self.seed, session.cell, g),
         }
         try:
             old.send(message)
@@ -640,7 +664,10 @@ class Core:
             waited = time.monotonic() - since
             if waited <= self.lease:
                 continue
-            if self._recovered(session_name, cell_id, g) or waited > MAX_PAUSE or self.stopping:
+            recovered = self._recovered(session_name, cell_id, g)
+            if recovered or waited > MAX_PAUSE[0] * self.lease + MAX_PAUSE[1] or self.stopping:
+                if not recovered:
+                    self.report.zombies_unrecovered += 1
                 proc.cont()
                 self.report.zombie_pauses.append(waited)
                 self.zombies.remove(zombie)
@@ -759,10 +786,10 @@ class Core:
         if kind in ("completed", "terminated") or session.closed:
             self._release(session, g - 1)
             return
-        if plan.ending == "close" and kind == "yielded" and g >= 1:
+        if plan.ending == "close" and kind == "yielded" and g >= OBSERVES_BEFORE_STOP:
             self._close(session)
             return
-        self._observe(session, g, terminate=plan.ending == "terminate" and g >= 1)
+        self._observe(session, g, terminate=plan.ending == "terminate" and g >= OBSERVES_BEFORE_STOP)
 
     def _end_cell(self, session: SessionState, ending: str) -> None:
         self.report.cells[ending] += 1
@@ -787,7 +814,7 @@ class Core:
             "op": "observe",
             "cell_id": session.cell.cell_id,
             "generation": g,
-            "yield_time_ms": _yield_time_ms(self.seed, session.cell.cell_id, g),
+            "yield_time_ms": _yield_time_ms(self.seed, session.cell, g),
         }
         if terminate:
             message["terminate"] = True
@@ -1087,7 +1114,9 @@ def _print(report: CampaignReport) -> None:
         )
         print(
             f"[{b.backend}] replay probes (byte for byte, another host): {b.probes}; "
-            f"zombie pauses {min(pauses):.1f}-{max(pauses):.1f} s; faults done at {b.fault_seconds:.1f} s "
+            f"zombie pauses {min(pauses):.1f}-{max(pauses):.1f} s "
+            f"({b.zombies_unrecovered} thawed unrecovered); "
+            f"faults done at {b.fault_seconds:.1f} s "
             f"{b.fault_times}; {b.seconds:.1f} s"
         )
     for violation in report.violations[:30]:

@@ -416,3 +416,27 @@ def test_a_pipe_closed_before_the_first_write_ends_the_command_with_status_0(
     finally:
         os.close(write_end)
     assert (writer.returncode, writer.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("command", [["cells"], ["release", "s", "c", "0"]])
+def test_a_closed_stdout_is_one_error_line_and_nothing_is_done(tmp_path: Path, command: list[str]) -> None:
+    # `codemode-store cells >&-`: Python starts with sys.stdout None; the command says so and does nothing.
+    path = tmp_path / "closed.db"
+    with ObservationStore.open(path) as store:
+        session = store.session("s")
+        session.create_cell("c")
+        session.begin("c", 0)
+        session.record("c", 0, Outcome.completed([TextItem("kept")]))
+    writer = subprocess.run(
+        [sys.executable, str(Path(cli_module.__file__)), "--db", str(path), *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert writer.returncode == 1
+    assert writer.stderr == "error: standard output is closed: nothing could be printed; nothing was done\n"
+    with ObservationStore.open(path) as store:
+        observation = store.session("s").get("c", 0)
+        assert observation is not None and observation.state == "retained"
