@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .deadline import DEFAULT_CALL_TIMEOUT
-from .dialects import discard_dead_connections, postgres_connect_args
+from .dialects import POSTGRES_POOL, discard_dead_connections, postgres_connect_args
 from .engine import Durability, configure_sqlite, is_memory, is_sqlite
 from .errors import DatabaseError, InvalidInput
 
@@ -62,7 +62,9 @@ def build_async_engine(
         if not is_sqlite(target):
             # As the sync engine: no pre-ping, dead connections discarded at checkout.
             async_engine = create_async_engine(
-                target, connect_args=postgres_connect_args(target, busy_timeout, call_timeout)
+                target,
+                connect_args=postgres_connect_args(target, busy_timeout, call_timeout),
+                **POSTGRES_POOL,
             )
             discard_dead_connections(async_engine.sync_engine.pool)
             return async_engine

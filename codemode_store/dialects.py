@@ -25,6 +25,7 @@ from .deadline import DEFAULT_CALL_TIMEOUT
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "POSTGRES_POOL",
     "discard_dead_connections",
     "is_dead",
     "lock_schema",
@@ -122,6 +123,13 @@ def _url_seconds(url: URL, name: str, default: int) -> int:
         except ValueError:
             return default  # the driver itself reports the bad value when connecting
     return default
+
+
+#: How many connections one store's pool lends at once on PostgreSQL (5 kept idle, the
+#: rest opened for a burst and closed when returned): enough that the threads of a
+#: host with many sessions run their calls side by side instead of queueing for a
+#: connection (SQLAlchemy's default, 15, would hold the 16th session back).
+POSTGRES_POOL: dict[str, int] = {"pool_size": 5, "max_overflow": 59}
 
 
 def discard_dead_connections(pool: Pool) -> None:

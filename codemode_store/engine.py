@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from .deadline import DEFAULT_CALL_TIMEOUT
-from .dialects import discard_dead_connections, is_dead, postgres_connect_args
+from .dialects import POSTGRES_POOL, discard_dead_connections, is_dead, postgres_connect_args
 from .driver import Driver
 from .errors import DatabaseError, InvalidInput, NotADatabase
 from .validation import is_encodable
@@ -103,7 +103,9 @@ def build_engine(
         if url.get_backend_name() == "postgresql":
             # No pre-ping (a round trip per transaction): dead connections are
             # told apart at checkout without one, and discarded on error.
-            engine = create_engine(url, connect_args=postgres_connect_args(url, busy_timeout, call_timeout))
+            engine = create_engine(
+                url, connect_args=postgres_connect_args(url, busy_timeout, call_timeout), **POSTGRES_POOL
+            )
             discard_dead_connections(engine.pool)
             return engine
         if not is_sqlite(url):

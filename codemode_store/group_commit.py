@@ -10,10 +10,13 @@ slow disk some give up with ``database is locked``. Here they queue instead:
   with one session pays only a lock taken and released). Writers that arrive
   while a leader commits are *followers*: they append their operation to the
   store's FIFO queue and sleep. When the leader's commit returned, it hands
-  the lead to the first follower in the queue, which takes the queue's head
-  (up to ``MAX_BATCH`` operations, ``MAX_BATCH_BYTES`` of payload) and commits
-  it as one transaction: ``BEGIN IMMEDIATE``, each operation inside a
-  ``SAVEPOINT`` of its own, one ``COMMIT`` (one fsync). So writers are served in
+  the lead to the first follower in the queue, which commits the queue's head
+  as one transaction: ``BEGIN IMMEDIATE``, each operation inside a
+  ``SAVEPOINT`` of its own, one ``COMMIT`` (one fsync). It takes the next
+  operation only once it ran the ones before, so writes that arrive meanwhile
+  join this commit (up to ``MAX_BATCH`` operations and ``MAX_BATCH_BYTES`` of
+  payload), and before its COMMIT it may linger briefly for the callers the
+  last commit released (see :class:`GroupCommit`). So writers are served in
   arrival order, and SQLite's busy handler only ever waits for other
   processes (another store object counts as another process).
 - **How a caller waits.** A follower sleeps on a lock of its own until the
@@ -30,7 +33,8 @@ slow disk some give up with ``database is locked``. Here they queue instead:
   translated error, each naming its own session, cell and generation: none is
   acknowledged. An interruption of the leader itself (``KeyboardInterrupt``)
   rolls back, puts the batch back at the head of the queue and hands the lead
-  on.
+  on; a follower interrupted while it waits takes its write out of the queue
+  (or hands on the lead it was just given).
 
 A :class:`~codemode_store.calls.Call` (maintenance work written with
 SQLAlchemy) takes its turn in the same queue but runs alone, in a transaction
@@ -46,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from _thread import LockType
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -120,7 +125,7 @@ class CommitFigures:
         """Start from nothing."""
         self.commits = 0
         self.operations = 0
-        self.largest = 0
+        self.largest = 1  # a write alone is a batch of one
 
     def count(self, batch: int) -> None:
         """Count one transaction of ``batch`` operations (called by the leader alone)."""
@@ -163,7 +168,7 @@ class Feed:
     def __init__(
         self,
         queue: deque[Pending[Any]],
-        lock: threading.Lock | None,
+        lock: LockType | None,
         first: Pending[Any],
         linger: Callable[[], bool] | None = None,
     ) -> None:
@@ -329,6 +334,7 @@ class GroupCommit:
     """
 
     __slots__ = (
+        "_arrival",
         "_arrivals",
         "_commit_seconds",
         "_connections",
@@ -344,6 +350,8 @@ class GroupCommit:
         """Commit on connections lent by ``connections`` (the store's writers)."""
         self._connections = connections
         self._mutex = threading.Lock()
+        #: Notified (under the mutex) by every write that joins the queue.
+        self._arrival = threading.Condition(self._mutex)
         self._queue: deque[Pending[Any]] = deque()
         self._leading = False
         self._arrivals = 0  # writes queued so far
@@ -356,36 +364,26 @@ class GroupCommit:
         """Run a write in the next transaction; return once the commit holding it returned."""
         mutex = self._mutex
         with mutex:
-            leading = self._leading
-            self._leading = True
-            if leading:
+            if self._leading:
                 entry: Pending[T] = Pending(call)
                 entry.wake = threading.Lock()
                 entry.wake.acquire()
                 self._queue.append(entry)
                 self._arrivals += 1
-        if not leading:
-            # First in an empty queue. Alone, the write runs as it would without
-            # a queue; right after a shared commit, the callers it released are
-            # on their way back, and this batch takes them.
-            linger = self._patience() if isinstance(call, Op) else None
-            if linger is None:
-                return self._alone(call)
-            entry = Pending(call)
-            self._lead([entry], entry, Feed(self._queue, mutex, entry, linger))
-            return entry.outcome()
-        entry.wake.acquire()  # until the leader settles this write, or hands over the lead
-        if entry.state == _LEAD:
-            with mutex:
-                self._queue.popleft()  # this entry, at the head
-            feed = Feed(self._queue, mutex, entry, self._patience()) if isinstance(call, Op) else None
-            self._lead([entry], entry, feed)
-        return entry.outcome()
-
-    def _alone(self, call: Call[T] | Op[T]) -> T:
-        """Run a write in a transaction of its own (the store's path without a queue), then hand over."""
-        connections = self._connections
-        try:
+                self._arrival.notify()
+                leading = False
+            else:
+                self._leading = leading = True
+                # Right after a shared commit the callers it released are on their
+                # way back: this batch takes them (see the class).
+                shared = self._released > 1 and isinstance(call, Op)
+        if leading:
+            if shared:
+                entry = Pending(call)
+                self._lead([entry], entry, Feed(self._queue, mutex, entry, self._patience()))
+                return entry.outcome()
+            # Alone: the write runs as it would without a queue (the store's own path).
+            connections = self._connections
             try:
                 conn, driver = connections.take()
                 try:
@@ -403,9 +401,48 @@ class GroupCommit:
                 return result
             except DRIVER_ERRORS as exc:
                 raise translate(exc, **call.key) from exc
-        finally:
-            self.figures.count(1)
-            self._hand_over(None)
+            finally:
+                self.figures.commits += 1
+                self.figures.operations += 1
+                with mutex:  # _hand_over(None), inline: this is every lone write's path
+                    self._released, self._released_at = 1, self._arrivals
+                    following = self._queue[0] if self._queue else None
+                    if following is None:
+                        self._leading = False
+                    else:
+                        following.state = _LEAD
+                if following is not None:
+                    following.wake.release()
+        try:
+            entry.wake.acquire()  # until the leader settles this write, or hands over the lead
+        except BaseException:
+            self._withdraw(entry)
+            raise
+        if entry.state == _LEAD:
+            with mutex:
+                self._queue.popleft()  # this entry, at the head
+            feed = Feed(self._queue, mutex, entry, self._patience()) if isinstance(call, Op) else None
+            self._lead([entry], entry, feed)
+        return entry.outcome()
+
+    def _withdraw(self, entry: Pending[Any]) -> None:
+        """Take back the write of a follower interrupted while it waited (``KeyboardInterrupt``).
+
+        Still queued, it is removed and never runs; handed the lead, it hands
+        the lead on, so the queue never waits for a caller that left. A write
+        some batch already took commits or fails with it, unanswered.
+        """
+        with self._mutex:
+            if entry.state == _LEAD:
+                self._queue.popleft()  # this entry, at the head
+                if self._queue:
+                    following = self._queue[0]
+                    following.state = _LEAD
+                    following.wake.release()
+                else:
+                    self._leading = False
+            elif entry.state == _WAITING and entry in self._queue:
+                self._queue.remove(entry)
 
     def _lead(self, batch: list[Pending[Any]], own: Pending[Any], feed: Feed | None) -> None:
         """Commit ``batch`` (and what ``feed`` adds); hand the lead on; wake the followers it settled."""
@@ -431,10 +468,15 @@ class GroupCommit:
         deadline = time.perf_counter() + budget
 
         def linger() -> bool:
-            if self._arrivals - since >= expected - 1 or time.perf_counter() >= deadline:
-                return False
-            time.sleep(0)  # give the interpreter to the callers on their way back
-            return True
+            with self._mutex:
+                if self._arrivals - since >= expected - 1:
+                    return False
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    return False
+                if not self._queue:
+                    self._arrival.wait(left)  # until the next write arrives (no spinning)
+                return True
 
         return linger
 

@@ -14,6 +14,7 @@ that fails inside one write).
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -532,3 +533,62 @@ def test_batches_of_many_threads_agree_with_the_model(tmp_path: Path) -> None:
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+class _Interrupted(Exception):
+    """What the test's SIGINT handler raises in the main thread."""
+
+
+def test_a_follower_interrupted_while_it_waits_leaves_the_queue_and_nothing_stalls(tmp_path: Path) -> None:
+    """Ctrl-C in a thread that waits for its commit: its write never runs, the writers behind it go on."""
+    with ObservationStore.open(tmp_path / "store.db") as store:
+        batch = Batch(store)  # the plug holds the lead
+        batch.add(prepared.create_cell("s", "before"))
+
+        def interrupt_main_thread_once_queued() -> None:
+            _wait_until(lambda: _queued(store) == 2, "the main thread's write is queued")
+            batch.add(prepared.create_cell("s", "after"))  # behind the main thread's write
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+        def on_sigint(_signum: int, _frame: Any) -> None:
+            raise _Interrupted
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            threading.Thread(target=interrupt_main_thread_once_queued).start()
+            with pytest.raises(_Interrupted):
+                store.run(prepared.create_cell("s", "interrupted"))
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        assert batch.commit() == [("ok", None), ("ok", None)]
+        assert sorted(c.cell_id for c in store.cells("s")) == ["after", "before"]
+        store.session("s").create_cell("later")  # the queue is free
+
+
+# -- PostgreSQL: no group commit, and the pool does not hold sessions back ----------------------------
+
+
+@pytest.mark.postgres
+def test_twenty_sessions_on_postgresql_hold_transactions_side_by_side(postgres_url: str) -> None:
+    """Twenty threads are inside a transaction at once: neither a queue nor the pool serialises them."""
+    threads_at_once = 20
+    barrier = threading.Barrier(threads_at_once, timeout=20)
+    errors: list[BaseException] = []
+    with ObservationStore.open(postgres_url) as store:
+        assert store._group is None  # the server groups commits itself
+
+        def inside_a_transaction(_conn: Any) -> None:
+            barrier.wait()  # only returns once every thread holds a connection in a transaction
+
+        def session(index: int) -> None:
+            try:
+                store.write(inside_a_transaction, session_id=f"s{index}")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=session, args=(n,)) for n in range(threads_at_once)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
