@@ -334,24 +334,44 @@ def test_ctrl_c_during_an_observe_fails_the_generation_as_cancelled(tmp_path: Pa
     host = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
     )
-    assert host.stdin is not None and host.stdout is not None
-    host.stdin.write(b'{"id": 1, "op": "create", "cell_id": "c", "source": "exec sleep 30"}\n')
-    host.stdin.write(b'{"id": 2, "op": "observe", "cell_id": "c", "generation": 0, "yield_time_ms": 60000}\n')
-    host.stdin.flush()
-    assert json.loads(host.stdout.readline()) == {"id": 1, "ok": {"cell_id": "c"}}
-    deadline = time.monotonic() + 30
-    while not (audit.exists() and audit.read_text()):  # generation 0 is running
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    try:
+        assert host.stdin is not None and host.stdout is not None
+        # The command and the observe outlast any slow exit: the interrupt, not
+        # their end, must be what ends the generation (the host kills the command).
+        host.stdin.write(b'{"id": 1, "op": "create", "cell_id": "c", "source": "exec sleep 600"}\n')
+        host.stdin.write(
+            b'{"id": 2, "op": "observe", "cell_id": "c", "generation": 0, "yield_time_ms": 600000}\n'
+        )
+        host.stdin.flush()
+        assert json.loads(host.stdout.readline()) == {"id": 1, "ok": {"cell_id": "c"}}
+        deadline = time.monotonic() + 60
+        while not (audit.exists() and audit.read_text()):  # generation 0 is running
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
 
-    host.send_signal(signal.SIGINT)
-    _out, err = host.communicate(timeout=30)
+        host.send_signal(signal.SIGINT)
+        # Generous: under load (fsyncs of other processes) the host's exit, which
+        # commits the failure and ends its command, can take many seconds.
+        _out, err = host.communicate(timeout=120)
+    finally:
+        _reap(host)
 
     assert host.returncode == 130, err
     with ObservationStore.open(db) as store:
         assert store.pending() == []
         failed = store.session("default").get("c", 0)
     assert failed is not None and (failed.state, failed.error_text) == ("failed", "cancelled")
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Kill a process the test is done with (or failed with) and close its pipes.
+
+    A failed test must not leave it running: its pipes and its ``Popen`` would be
+    reported (``ResourceWarning``) against whichever later test collects them.
+    """
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
 
 
 def test_a_command_does_not_outlive_a_host_killed_with_sigkill(tmp_path: Path) -> None:
