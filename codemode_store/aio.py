@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import calls, observe
 from .async_engine import build_async_engine, schema_url
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, run_call
-from .deadline import DEFAULT_CALL_TIMEOUT, Deadlines, check_call_timeout
+from .deadline import DEFAULT_CALL_TIMEOUT, Deadlines, deadlines_for
 from .engine import DEFAULT_BUSY_TIMEOUT, READ_ONLY, Durability, is_sqlite, to_url
 from .errors import StoreError
 from .group_commit import AsyncGroupCommit
@@ -86,12 +86,7 @@ class AsyncObservationStore:
         self._log = OperatorLog(engine.url)
         self._engine = engine
         self._reader = engine.execution_options(**{READ_ONLY: True})
-        # As the sync store's: only a server can freeze under a call.
-        self._deadlines = (
-            Deadlines(check_call_timeout(call_timeout))
-            if engine.url.get_backend_name() == "postgresql"
-            else None
-        )
+        self._deadlines = deadlines_for(engine.url, call_timeout)
         #: SQLite's writes queue here and share commits (see ``group_commit``).
         self._group = AsyncGroupCommit(engine) if is_sqlite(engine.url) else None
         self.max_payload_bytes = max_payload_bytes

@@ -31,10 +31,18 @@ import weakref
 from typing import Any, Unpack
 
 from sqlalchemy import Connection
+from sqlalchemy.engine import URL
 
 from .errors import DatabaseUnavailable, ErrorKey, InvalidInput, StoreError
 
-__all__ = ["DEFAULT_CALL_TIMEOUT", "MIN_CALL_TIMEOUT", "Deadlines", "Watch", "check_call_timeout"]
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT",
+    "MIN_CALL_TIMEOUT",
+    "Deadlines",
+    "Watch",
+    "check_call_timeout",
+    "deadlines_for",
+]
 
 #: Seconds a PostgreSQL call may take before it raises ``DatabaseUnavailable``.
 DEFAULT_CALL_TIMEOUT = 30.0
@@ -62,6 +70,13 @@ def check_call_timeout(call_timeout: object) -> float:
             f"not {call_timeout!r}"
         )
     return float(call_timeout)
+
+
+def deadlines_for(url: URL, call_timeout: object) -> Deadlines | None:
+    """Return the watchdog of a store on ``url``: PostgreSQL's, or ``None`` (only a server can freeze)."""
+    if url.get_backend_name() != "postgresql":
+        return None
+    return Deadlines(check_call_timeout(call_timeout))
 
 
 class Watch:

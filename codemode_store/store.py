@@ -41,7 +41,7 @@ from sqlalchemy.engine import URL
 
 from . import calls, integrity, observe, retention, space
 from .calls import DEFAULT_FAIL_TEXT, Call, Op, Owner, now_micros, run_call
-from .deadline import DEFAULT_CALL_TIMEOUT, Deadlines, check_call_timeout
+from .deadline import DEFAULT_CALL_TIMEOUT, check_call_timeout, deadlines_for
 from .engine import (
     DEFAULT_BUSY_TIMEOUT,
     READ_ONLY,
@@ -114,12 +114,7 @@ class ObservationStore:
         self._telemetry = instrument(engine.url, telemetry)
         self._log = OperatorLog(engine.url)
         self._engine = engine
-        # Only a server can freeze under a call (see ``deadline.py``).
-        self._deadlines = (
-            Deadlines(check_call_timeout(call_timeout))
-            if engine.url.get_backend_name() == "postgresql"
-            else None
-        )
+        self._deadlines = deadlines_for(engine.url, call_timeout)
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._writers = IdleConnections(engine)
         self._readers = IdleConnections(self._reader)
