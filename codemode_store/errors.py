@@ -11,7 +11,7 @@ written: every operation is one transaction.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TypedDict, Unpack
 
 __all__ = [
     "AlreadyReleased",
@@ -108,17 +108,9 @@ class ObservationInProgress(StoreError):
     otherwise, and for a generation begun by a store without host id).
     """
 
-    def __init__(
-        self,
-        detail: str,
-        *,
-        session_id: str | None = None,
-        cell_id: str | None = None,
-        generation: int | None = None,
-        host_id: str | None = None,
-    ) -> None:
+    def __init__(self, detail: str, *, host_id: str | None = None, **key: Unpack[ErrorKey]) -> None:
         self.host_id = host_id
-        super().__init__(detail, session_id=session_id, cell_id=cell_id, generation=generation)
+        super().__init__(detail, **key)
 
 
 class NotPending(StoreError):
@@ -147,18 +139,11 @@ class HostFenced(StoreError):
     """
 
     def __init__(
-        self,
-        detail: str,
-        *,
-        host_id: str,
-        incarnation: int | None,
-        session_id: str | None = None,
-        cell_id: str | None = None,
-        generation: int | None = None,
+        self, detail: str, *, host_id: str, incarnation: int | None, **key: Unpack[ErrorKey]
     ) -> None:
         self.host_id = host_id
         self.incarnation = incarnation
-        super().__init__(detail, session_id=session_id, cell_id=cell_id, generation=generation)
+        super().__init__(detail, **key)
 
 
 class SchemaError(StoreError):
