@@ -33,6 +33,7 @@ from .validation import (
     canonical_request,
     check_generation,
     check_identifier,
+    check_seconds,
     is_encodable,
 )
 from .wire import Outcome, encode_payload
@@ -295,16 +296,7 @@ def fail_pending(error_text: str, max_payload_bytes: int, owner: Owner = None) -
 
 def check_lease_seconds(lease_seconds: object) -> float:
     """Return ``lease_seconds`` as a float, or raise ``InvalidInput``."""
-    if (
-        isinstance(lease_seconds, bool)
-        or not isinstance(lease_seconds, (int, float))
-        or not MIN_LEASE_SECONDS <= lease_seconds <= MAX_LEASE_SECONDS
-    ):
-        raise InvalidInput(
-            f"lease_seconds must be a number of seconds from {MIN_LEASE_SECONDS} to "
-            f"{MAX_LEASE_SECONDS:g}, not {lease_seconds!r}"
-        )
-    return float(lease_seconds)
+    return check_seconds(lease_seconds, "lease_seconds", MIN_LEASE_SECONDS, MAX_LEASE_SECONDS)
 
 
 def claim_host(host_id: str, lease_seconds: float) -> Op[tuple[int, int]]:

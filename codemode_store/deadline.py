@@ -22,7 +22,6 @@ uncontended lock.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import threading
@@ -33,7 +32,8 @@ from typing import Any, Unpack
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
-from .errors import DatabaseUnavailable, ErrorKey, InvalidInput, StoreError
+from .errors import DatabaseUnavailable, ErrorKey, StoreError
+from .validation import check_seconds
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -59,17 +59,7 @@ _LONGEST_TICK = 0.25
 
 def check_call_timeout(call_timeout: object) -> float:
     """Return ``call_timeout`` as seconds, or raise ``InvalidInput`` if it is not usable."""
-    if (
-        isinstance(call_timeout, bool)
-        or not isinstance(call_timeout, (int, float))
-        or not math.isfinite(call_timeout)
-        or not MIN_CALL_TIMEOUT <= call_timeout <= MAX_CALL_TIMEOUT
-    ):
-        raise InvalidInput(
-            f"call_timeout must be a number of seconds from {MIN_CALL_TIMEOUT:g} to {MAX_CALL_TIMEOUT:g}, "
-            f"not {call_timeout!r}"
-        )
-    return float(call_timeout)
+    return check_seconds(call_timeout, "call_timeout", MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT)
 
 
 def deadlines_for(url: URL, call_timeout: object) -> Deadlines | None:

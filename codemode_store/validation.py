@@ -61,6 +61,18 @@ def check_generation(value: object, *, session_id: str, cell_id: str) -> int:
     return int(value)
 
 
+def check_seconds(value: object, what: str, low: float, high: float) -> float:
+    """Return ``value`` as a float of seconds from ``low`` to ``high``, or raise ``InvalidInput``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise InvalidInput(f"{what} must be a number of seconds from {low:g} to {high:g}, not {value!r}")
+    return float(value)
+
+
 def is_encodable(text: str) -> bool:
     """Tell whether ``text`` can be stored as UTF-8 (no lone surrogates)."""
     try:
