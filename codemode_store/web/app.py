@@ -190,9 +190,7 @@ class Pages:
     def history(self, request: Request) -> Response:
         """A cell's generations as a timeline."""
         q = request.query_params
-        session_id = pages.text_param(q, "session", required=True)
-        cell_id = pages.text_param(q, "cell", required=True)
-        assert session_id is not None and cell_id is not None
+        session_id, cell_id = pages.cell_params(q)
         limit = pages.limit_param(q)
         after = pages.number_param(q, "after")
         listing = pages.history_page(self.store, session_id, cell_id, after=after, limit=limit)
@@ -213,9 +211,7 @@ class Pages:
     def observation(self, request: Request) -> Response:
         """One generation: its text and images, its error text, or its tombstone."""
         q = request.query_params
-        session_id = pages.text_param(q, "session", required=True)
-        cell_id = pages.text_param(q, "cell", required=True)
-        assert session_id is not None and cell_id is not None
+        session_id, cell_id = pages.cell_params(q)
         generation = pages.number_param(q, "gen")
         start = pages.number_param(q, "from") or 0
         view = pages.observation_view(self.store, session_id, cell_id, generation, start=start)
@@ -241,9 +237,7 @@ class Pages:
     def text(self, request: Request) -> Response:
         """One text item whole, as plain text (the page folds long text)."""
         q = request.query_params
-        session_id = pages.text_param(q, "session", required=True)
-        cell_id = pages.text_param(q, "cell", required=True)
-        assert session_id is not None and cell_id is not None
+        session_id, cell_id = pages.cell_params(q)
         generation = pages.number_param(q, "gen")
         number = pages.number_param(q, "item", low=1) or 1
         found = inspection.observation(self.store, session_id, cell_id, generation)
@@ -279,9 +273,7 @@ class Pages:
         """Ask before releasing a generation."""
         self._allowed()
         q = request.query_params
-        session_id = pages.text_param(q, "session", required=True)
-        cell_id = pages.text_param(q, "cell", required=True)
-        assert session_id is not None and cell_id is not None
+        session_id, cell_id = pages.cell_params(q)
         generation = pages.number_param(q, "gen")
         if generation is None:
             raise InvalidInput("the page needs the query parameter 'gen'")

@@ -205,6 +205,14 @@ def text_param(query: Mapping[str, str], name: str, *, required: bool = False) -
     return value
 
 
+def cell_params(query: Mapping[str, str]) -> tuple[str, str]:
+    """Return the ``session`` and ``cell`` parameters a cell's page needs (``InvalidInput`` if missing)."""
+    session_id = text_param(query, "session", required=True)
+    cell_id = text_param(query, "cell", required=True)
+    assert session_id is not None and cell_id is not None
+    return session_id, cell_id
+
+
 def number_param(query: Mapping[str, str], name: str, *, low: int = 0, high: int = 2**63 - 1) -> int | None:
     """Return a whole-number query parameter in ``[low, high]``, or ``None`` when absent."""
     value = text_param(query, name)
