@@ -178,22 +178,20 @@ class _Measured:
     def _done(self, result: Any) -> bool:
         return result is None if self._locked is ops.begin else result is True
 
-    def locked(self, db: Driver, now: int, *args: Any) -> Any:
+    def _measure(self, operation: Callable[..., Any], db: Driver, now: int, args: tuple[Any, ...]) -> Any:
         key = self._previous(args)
         size = 0 if key is None else _held_bytes(db, *key)
-        result = self._locked(db, now, *args)
+        result = operation(db, now, *args)
         if size and self._done(result):
             self.released = size
         return result
 
+    def locked(self, db: Driver, now: int, *args: Any) -> Any:
+        return self._measure(self._locked, db, now, args)
+
     def at_once(self, db: Driver, now: int, *args: Any) -> Any:
         assert self._at_once is not None
-        key = self._previous(args)
-        size = 0 if key is None else _held_bytes(db, *key)
-        result = self._at_once(db, now, *args)
-        if size and self._done(result):
-            self.released = size
-        return result
+        return self._measure(self._at_once, db, now, args)
 
     def op(self, call: Op[T]) -> Op[T]:
         """Return ``call`` with this measure's functions in place of its own."""
