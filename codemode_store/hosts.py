@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, bindparam, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -39,6 +38,7 @@ from .driver import Driver, Statement
 from .observation import from_micros
 from .payload import PreparedPayload
 from .schema import hosts, observations
+from .statements import insert_or_ignore
 
 __all__ = [
     "RESTARTED_PAYLOAD",
@@ -117,14 +117,7 @@ _new_host = {
     "started_at": DatabaseClock(),
 }
 
-insert_host = Statement(
-    {
-        "sqlite": sqlite.insert(hosts).values(**_new_host).on_conflict_do_nothing(),
-        "postgresql": postgresql.insert(hosts).values(**_new_host).on_conflict_do_nothing(),
-    },
-    "p_host_id",
-    "p_lease_micros",
-)
+insert_host = insert_or_ignore(hosts, _new_host, "p_host_id", "p_lease_micros")
 
 select_host_locked = Statement(select(h.incarnation).where(_this_host).with_for_update(), "p_host_id")
 

@@ -22,11 +22,13 @@ begun without one).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
     ScalarSelect,
     Select,
+    Table,
     and_,
     bindparam,
     case,
@@ -71,6 +73,18 @@ OBSERVATION_COLUMNS = (
     o.payload,
 )
 
+
+def insert_or_ignore(table: Table, values: Mapping[str, Any], *names: str) -> Statement:
+    """Insert ``values`` into ``table``; a row with the same key is left alone (row count 0)."""
+    return Statement(
+        {
+            "sqlite": sqlite.insert(table).values(**values).on_conflict_do_nothing(),
+            "postgresql": postgresql.insert(table).values(**values).on_conflict_do_nothing(),
+        },
+        *names,
+    )
+
+
 # -- cells -------------------------------------------------------------------
 
 _new_cell = {
@@ -83,15 +97,7 @@ _new_cell = {
 
 #: Insert an open cell; a cell that exists already is left alone (row count 0).
 #: No integrity error, so a duplicate is the store's own answer, not a driver's.
-insert_cell = Statement(
-    {
-        "sqlite": sqlite.insert(cells).values(**_new_cell).on_conflict_do_nothing(),
-        "postgresql": postgresql.insert(cells).values(**_new_cell).on_conflict_do_nothing(),
-    },
-    "p_session_id",
-    "p_cell_id",
-    "p_now",
-)
+insert_cell = insert_or_ignore(cells, _new_cell, "p_session_id", "p_cell_id", "p_now")
 
 select_cell_locked = Statement(
     select(c.closed, c.last_generation).where(_where_cell).with_for_update(), *_CELL
