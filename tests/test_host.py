@@ -332,7 +332,13 @@ def test_ctrl_c_during_an_observe_fails_the_generation_as_cancelled(tmp_path: Pa
     db, audit = tmp_path / "host.db", tmp_path / "runs"
     command = [sys.executable, "-m", "codemode_store.host", "--db", str(db), "--audit", str(audit)]
     host = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        # Only for a host that does not exit: SIGABRT then prints its threads' stacks.
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         assert host.stdin is not None and host.stdout is not None
@@ -352,7 +358,10 @@ def test_ctrl_c_during_an_observe_fails_the_generation_as_cancelled(tmp_path: Pa
         host.send_signal(signal.SIGINT)
         # Generous: under load (fsyncs of other processes) the host's exit, which
         # commits the failure and ends its command, can take many seconds.
-        _out, err = host.communicate(timeout=120)
+        try:
+            _out, err = host.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(_stuck(host))
     finally:
         _reap(host)
 
@@ -361,6 +370,19 @@ def test_ctrl_c_during_an_observe_fails_the_generation_as_cancelled(tmp_path: Pa
         assert store.pending() == []
         failed = store.session("default").get("c", 0)
     assert failed is not None and (failed.state, failed.error_text) == ("failed", "cancelled")
+
+
+def _stuck(host: subprocess.Popen[bytes]) -> str:
+    """Say how a host that did not exit after SIGINT stood: its signal masks, its threads' stacks."""
+    status = Path(f"/proc/{host.pid}/status")
+    masks = (
+        [line for line in status.read_text().splitlines() if line.startswith("Sig")]
+        if status.exists()
+        else []
+    )
+    host.send_signal(signal.SIGABRT)
+    _out, err = host.communicate(timeout=60)
+    return f"the host did not exit after SIGINT; {masks}\n{err.decode(errors='replace')}"
 
 
 def _reap(process: subprocess.Popen[bytes]) -> None:
