@@ -260,9 +260,14 @@ class ObservationStore:
             conn, driver = connections.take()
             watch = deadlines.arm(conn, started) if deadlines is not None else None
             try:
-                result = run_call(conn, call, driver)
+                try:
+                    result = run_call(conn, call, driver)
+                finally:
+                    # Before the connection goes back: one the watchdog cut is dropped, never kept.
+                    if deadlines is not None:
+                        cut = deadlines.disarm(watch)
             except StoreError as exc:
-                if isinstance(exc, DatabaseError):
+                if isinstance(exc, DatabaseError) or cut:
                     connections.drop(conn, driver)
                 else:
                     connections.give(conn, driver)  # a rule's answer: the transaction was rolled back
@@ -271,10 +276,10 @@ class ObservationStore:
             except BaseException:
                 connections.drop(conn, driver)
                 raise
-            finally:
-                if deadlines is not None:
-                    cut = deadlines.disarm(watch)
-            connections.give(conn, driver)
+            if cut:
+                connections.drop(conn, driver)
+            else:
+                connections.give(conn, driver)
             if self._log.down:
                 self._log.back()
             return result
