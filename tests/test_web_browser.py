@@ -166,15 +166,20 @@ def test_there_is_no_release_button_without_allow_release(
 
 def wait_for_text(driver: Any, selector: str, text: str) -> None:
     """Wait (up to 30 s) until the element at ``selector`` shows ``text``: a click's navigation has ended."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + 30
     while True:
-        found = driver.find_elements("css selector", selector)
-        if (
-            found
-            and text in found[0].text
-            and driver.execute_script("return document.readyState") == "complete"
-        ):
-            return
+        try:
+            found = driver.find_elements("css selector", selector)
+            if (
+                found
+                and text in found[0].text
+                and driver.execute_script("return document.readyState") == "complete"
+            ):
+                return
+        except StaleElementReferenceException:
+            pass  # the page was replaced (navigation or refresh) between the find and the read: look again
         assert time.monotonic() < deadline, (selector, text, driver.current_url)
         time.sleep(0.05)
 
@@ -189,7 +194,7 @@ def test_the_release_button_releases_with_allow_release(
     driver.find_element("id", "confirm").click()
     wait_for_text(driver, "main", "Released: the payload was dropped")
     driver.save_screenshot(str(tmp_path / "released.png"))
-    assert driver.find_element("css selector", ".fields .state").text == "released"
+    wait_for_text(driver, ".fields .state", "released")  # read again if a refresh replaced the page
     assert driver.find_elements("css selector", "img.payload") == []
     assert console_errors(driver) == []
 
