@@ -12,20 +12,26 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from codemode_store import ImageItem, Outcome, TextItem
 
 __all__ = [
     "Rounds",
+    "Row",
     "alternate",
     "image_outcome",
     "percentile",
     "ratio",
+    "table_row",
     "text_outcome",
 ]
 
 #: Per variant, the seconds each round took.
 Rounds = dict[str, list[float]]
+
+#: One row of the results table (``benchmarks.run`` prints and writes them).
+Row = dict[str, Any]
 
 
 def alternate(
@@ -78,3 +84,26 @@ def image_outcome(size: int) -> Outcome:
     raw = os.urandom(size * 3 // 4)
     url = "data:image/png;base64," + base64.b64encode(raw).decode("ascii")
     return Outcome.completed([ImageItem(url, "auto")])
+
+
+def table_row(
+    workload: str,
+    measure: str,
+    store: Any,
+    baseline: str,
+    value: Any,
+    figure: float | None,
+    target: str,
+    meets: bool | None,
+) -> Row:
+    """Return one row of the results table: a figure of the store against its baseline."""
+    return {
+        "workload": workload,
+        "measure": measure,
+        "store": store,
+        "baseline": baseline,
+        "baseline_value": value,
+        "ratio": figure,
+        "target": target,
+        "meets": meets,
+    }

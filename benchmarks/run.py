@@ -27,13 +27,11 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 import sqlalchemy
 
 from benchmarks import cli_startup, contention, host_loop, leases, payloads, replay, session_rows
-from benchmarks.common import median, ratio
+from benchmarks.common import Row, median, ratio, table_row
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 SECTIONS = ("host", "sessions", "replay", "payloads", "open", "contention", "postgres", "leases", "cli")
 POSTGRES_URL_VARIABLE = "CODEMODE_STORE_TEST_POSTGRES_URL"
-
-Row = dict[str, Any]
 
 
 def _sizes(text: str) -> list[int]:
@@ -113,28 +111,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _row(
-    workload: str,
-    measure: str,
-    store: Any,
-    baseline: str,
-    value: Any,
-    figure: float | None,
-    target: str,
-    meets: bool | None,
-) -> Row:
-    return {
-        "workload": workload,
-        "measure": measure,
-        "store": store,
-        "baseline": baseline,
-        "baseline_value": value,
-        "ratio": figure,
-        "target": target,
-        "meets": meets,
-    }
-
-
 def _fmt(value: float) -> str:
     if value >= 100:
         return f"{value:.0f}"
@@ -170,7 +146,7 @@ def bench_host(args: argparse.Namespace, details: dict[str, Any]) -> list[Row]:
         )
         limit, target = HOST_TARGETS[durability]
         rows.append(
-            _row(
+            table_row(
                 f"{workload}, with a host id",
                 "cells/s",
                 round(store),
@@ -182,7 +158,7 @@ def bench_host(args: argparse.Namespace, details: dict[str, Any]) -> list[Row]:
             )
         )
         rows.append(
-            _row(
+            table_row(
                 f"{workload}, without host id",
                 "cells/s",
                 round(per_second[f"anonymous_{durability}"]),
@@ -197,7 +173,7 @@ def bench_host(args: argparse.Namespace, details: dict[str, Any]) -> list[Row]:
         if peer in per_second:
             speedup = store / per_second[peer]
             rows.append(
-                _row(
+                table_row(
                     workload,
                     "cells/s",
                     round(store),
@@ -210,7 +186,7 @@ def bench_host(args: argparse.Namespace, details: dict[str, Any]) -> list[Row]:
             )
         else:
             rows.append(
-                _row(
+                table_row(
                     workload,
                     "cells/s",
                     round(store),
@@ -237,7 +213,7 @@ def bench_replay(args: argparse.Namespace, details: dict[str, Any], folder: Path
             now = latency[op][size]
             figure = ratio(now["p99"], base["p99"])
             rows.append(
-                _row(
+                table_row(
                     f"{label}, {_human_rows(size)} rows",
                     "p50 / p99 µs",
                     f"{now['p50']} / {now['p99']}",
@@ -251,7 +227,7 @@ def bench_replay(args: argparse.Namespace, details: dict[str, Any], folder: Path
     largest = max(args.replay_sizes)
     store_p50, raw_p50 = latency["get"][largest]["p50"], latency["raw"][largest]["p50"]
     rows.append(
-        _row(
+        table_row(
             f"get, {_human_rows(largest)} rows",
             "p50 µs",
             store_p50,
@@ -273,7 +249,7 @@ def bench_payloads(args: argparse.Namespace, details: dict[str, Any], folder: Pa
     for size, figures in result.items():
         label = _human_bytes(size)
         rows.append(
-            _row(
+            table_row(
                 f"record + get, {label} image (durability=normal)",
                 "ms",
                 _fmt(figures["store_s"] * 1000),
@@ -285,7 +261,7 @@ def bench_payloads(args: argparse.Namespace, details: dict[str, Any], folder: Pa
             )
         )
         rows.append(
-            _row(
+            table_row(
                 f"record + get, {label} image (durability=normal)",
                 "ms",
                 _fmt(figures["store_s"] * 1000),
@@ -299,7 +275,7 @@ def bench_payloads(args: argparse.Namespace, details: dict[str, Any], folder: Pa
         rss = figures["peak_rss_x"]
         peak = figures["peak_tracemalloc_x"]
         rows.append(
-            _row(
+            table_row(
                 f"record + get, {label} image (durability=normal)",
                 "peak memory / payload",
                 f"{peak} (tracemalloc)",
@@ -334,7 +310,7 @@ def bench_open(args: argparse.Namespace, details: dict[str, Any]) -> list[Row]:
     ):
         figure = ratio(medians["store"], medians[base])
         rows.append(
-            _row(
+            table_row(
                 "open (at head)",
                 "ms",
                 _fmt(medians["store"] * 1000),
@@ -357,7 +333,7 @@ def bench_contention(args: argparse.Namespace, details: dict[str, Any], folder: 
     details["contention"] = runs
     store, raw = runs["store"], runs["raw"]
     return [
-        _row(
+        table_row(
             f"contention, {args.processes} processes",
             "cells/s (errors)",
             f"{store['cells_per_s']} ({store['errors']})",
@@ -375,7 +351,7 @@ def bench_postgres(args: argparse.Namespace, details: dict[str, Any]) -> list[Ro
     workload = "PostgreSQL host loop (6 ops/cell)"
     if not args.postgres_url:
         return [
-            _row(
+            table_row(
                 workload,
                 "round trips / cell",
                 None,
@@ -399,7 +375,7 @@ def bench_postgres(args: argparse.Namespace, details: dict[str, Any]) -> list[Ro
 
     slow, fast = paired("1 ms"), paired("0 ms")
     return [
-        _row(
+        table_row(
             workload,
             "round trips / cell",
             round(trips["store"], 2),
@@ -409,7 +385,7 @@ def bench_postgres(args: argparse.Namespace, details: dict[str, Any]) -> list[Ro
             "<= 6 round trips / cell (with a host id)",
             trips["store"] <= 6,
         ),
-        _row(
+        table_row(
             workload,
             "round trips / cell",
             round(trips["anonymous"], 2),
@@ -419,7 +395,7 @@ def bench_postgres(args: argparse.Namespace, details: dict[str, Any]) -> list[Ro
             "with a host id = without",
             trips["store"] == trips["anonymous"],
         ),
-        _row(
+        table_row(
             f"{workload}, 1 ms added latency",
             "cells/s",
             per_second["1 ms"]["store"],
@@ -429,7 +405,7 @@ def bench_postgres(args: argparse.Namespace, details: dict[str, Any]) -> list[Ro
             "store cells/s >= 3x naive",
             1 / slow >= 3,
         ),
-        _row(
+        table_row(
             f"{workload}, 0 ms added latency",
             "cells/s",
             per_second["0 ms"]["store"],
@@ -451,7 +427,7 @@ def bench_leases(args: argparse.Namespace, details: dict[str, Any], folder: Path
     result = leases.measure(folder, args.postgres_url, LEASE_SECONDS, args.lease_intervals)
     details["leases"] = result
     return [
-        _row(
+        table_row(
             f"lease renewal, {backend}, lease {figures['lease_seconds']} s, idle host",
             "writes / (lease_seconds / 3)",
             figures["writes_per_interval"],

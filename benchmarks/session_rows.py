@@ -15,34 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from . import sessions
-from .common import ratio
+from .common import Row, ratio, table_row
 from .host_loop import peer_available
 
 __all__ = ["bench", "errors"]
-
-Row = dict[str, Any]
-
-
-def _row(
-    workload: str,
-    measure: str,
-    store: Any,
-    baseline: str,
-    value: Any,
-    figure: float | None,
-    target: str,
-    meets: bool | None,
-) -> Row:
-    return {
-        "workload": workload,
-        "measure": measure,
-        "store": store,
-        "baseline": baseline,
-        "baseline_value": value,
-        "ratio": figure,
-        "target": target,
-        "meets": meets,
-    }
 
 
 def errors(details: dict[str, Any]) -> int:
@@ -78,7 +54,7 @@ def bench(args: argparse.Namespace, details: dict[str, Any], folder: Path) -> li
     ) -> Row:
         figure = ratio(speed(runs, name), speed(runs, base))
         errors = runs[name]["errors"]
-        return _row(
+        return table_row(
             workload,
             "cells/s (errors)",
             f"{round(speed(runs, name))} ({errors})",
@@ -130,7 +106,7 @@ def bench(args: argparse.Namespace, details: dict[str, Any], folder: Path) -> li
     for count in ("1", "16", "64"):
         run = local[f"{count} full"]
         rows.append(
-            _row(
+            table_row(
                 f"{count} session{'s' if count != '1' else ''}, full: latency per call",
                 "p50 / p99 ms",
                 f"{run['p50_ms']} / {run['p99_ms']}",
@@ -146,7 +122,7 @@ def bench(args: argparse.Namespace, details: dict[str, Any], folder: Path) -> li
         slow = sessions.measure_slow_disk(delay, args.session_cells, max(1, min(rounds, 3)))
     except RuntimeError as exc:  # no FUSE here
         rows.append(
-            _row(
+            table_row(
                 f"{args.fsync_delay_ms:g} ms-fsync disk",
                 "cells/s",
                 None,
@@ -181,7 +157,7 @@ def bench(args: argparse.Namespace, details: dict[str, Any], folder: Path) -> li
         for count in ("1", "16", "64", "256"):
             run = slow[f"{count} full"]
             rows.append(
-                _row(
+                table_row(
                     f"{count} session{'s' if count != '1' else ''}, full, {disk}: latency, batches",
                     "p50 / p99 ms",
                     f"{run['p50_ms']} / {run['p99_ms']}",
