@@ -10,34 +10,17 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from support.cli_runner import cli as run
+from support.cli_runner import error_line
 from support.moving import of_sessions, populate, rows
 from support.tables import dump
 
 import cli as cli_module
-from cli import main
 from codemode_store import ObservationStore
 from codemode_store.cli_support.moving import copy_state_text
 from codemode_store.transfer import CopyState
-
-
-def run(args: list[str], code: int = 0, **kwargs: Any) -> Result:
-    """Invoke the CLI; assert the exit code and that no exception escaped unhandled."""
-    result = CliRunner().invoke(main, args, **kwargs)
-    assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def error_line(result: Result) -> str:
-    """Return the one ``error:`` line of a failed command (nothing else on stderr, no traceback)."""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 @pytest.fixture
