@@ -28,8 +28,10 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from support.async_adapter import BlockingStore
 from support.backends import BACKENDS, FRONT_ENDS, POSTGRES_URL_VARIABLE
 from support.idle_stores import age, fill
+from support.server_programs import needs_server_programs
 
 from codemode_store import ObservationStore
+from scripts.pg_cluster import Cluster
 
 POSTGRES_SKIP_REASON = (
     f"PostgreSQL tests skipped: set {POSTGRES_URL_VARIABLE} to a server URL "
@@ -187,3 +189,14 @@ def aged_url(store_url: str) -> str:
         fill(store, "new")
         age(store, "old", 8)
     return store_url
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A throwaway durable PostgreSQL cluster of the module's own (to crash or freeze), removed afterwards."""
+    needs_server_programs()
+    started = Cluster.start()
+    try:
+        yield started
+    finally:
+        started.remove()

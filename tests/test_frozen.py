@@ -19,12 +19,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url
-from test_server_loss import LIVENESS, _needs_server_programs, _returns_within
+from support.server_programs import LIVENESS, returns_within
 
 from codemode_store import ObservationStore, Outcome, TextItem
 from codemode_store.aio import AsyncObservationStore
@@ -39,17 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Short enough for a quick test, and psycopg's shortest connect timeout.
 CALL_TIMEOUT = 2.0
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """A throwaway cluster for this module, removed afterwards."""
-    _needs_server_programs()
-    started = Cluster.start()
-    try:
-        yield started
-    finally:
-        started.remove()
 
 
 @pytest.mark.parametrize("bad", [1, 1.99, 0, -5, math.nan, math.inf, True, "30", None, 10**6])
@@ -75,7 +63,7 @@ def test_call_timeout_bounds_idle_transactions_and_new_connections() -> None:
 
 
 def _freeze_call(call: object) -> DatabaseUnavailable:
-    raised = _returns_within(LIVENESS, call)  # type: ignore[arg-type]
+    raised = returns_within(LIVENESS, call)  # type: ignore[arg-type]
     assert isinstance(raised, DatabaseUnavailable), raised
     return raised
 

@@ -12,65 +12,24 @@ from __future__ import annotations
 import os
 import random
 import socket
-import threading
-from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import make_url
+from support.server_programs import LIVENESS, needs_server_programs, returns_within
 
 from codemode_store import ObservationStore, Outcome, TextItem
 from codemode_store.dialects import DEFAULT_CONNECT_TIMEOUT, postgres_connect_args
 from codemode_store.engine import build_engine
 from codemode_store.errors import DatabaseError, DatabaseUnavailable, StoreError
-from scripts.pg_cluster import KILL_MODES, Cluster, find_bindir
+from scripts.pg_cluster import KILL_MODES, Cluster
 from scripts.server_loss_campaign import run_campaign
-
-#: A bound on every wait, so that a hang fails the test instead of stalling the run.
-LIVENESS = 60.0
-
-NO_SERVER_PROGRAMS = "server-loss tests skipped: PostgreSQL's initdb/pg_ctl are not installed"
-
-
-def _needs_server_programs() -> None:
-    if find_bindir() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{NO_SERVER_PROGRAMS}, and CI must install them", pytrace=False)
-        pytest.skip(NO_SERVER_PROGRAMS)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """A throwaway durable cluster for this module, removed afterwards."""
-    _needs_server_programs()
-    started = Cluster.start()
-    try:
-        yield started
-    finally:
-        started.remove()
-
-
-def _returns_within(limit: float, call: Callable[[], object]) -> object:
-    """Run ``call`` in a thread; return its result or exception; fail if it runs past ``limit`` s."""
-    outcome: list[object] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as exc:
-            outcome.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(limit)
-    assert not worker.is_alive(), f"the call hung for more than {limit} s"
-    return outcome[0]
 
 
 def test_open_on_a_server_that_accepts_and_never_answers_raises_unavailable() -> None:
     # The kernel completes the TCP handshake on a listening socket; nobody ever speaks.
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"postgresql+psycopg://user:secret@127.0.0.1:{silent.getsockname()[1]}/db"
-        raised = _returns_within(LIVENESS, lambda: ObservationStore.open(url))
+        raised = returns_within(LIVENESS, lambda: ObservationStore.open(url))
     assert isinstance(raised, DatabaseUnavailable), raised
     assert isinstance(raised, DatabaseError) and isinstance(raised, StoreError)
     assert "unreachable" in str(raised) and "timeout" in str(raised)
@@ -80,7 +39,7 @@ def test_open_on_a_server_that_accepts_and_never_answers_raises_unavailable() ->
 def test_open_on_a_closed_port_raises_unavailable_at_once() -> None:
     with socket.create_server(("127.0.0.1", 0)) as placeholder:
         port = placeholder.getsockname()[1]
-    raised = _returns_within(
+    raised = returns_within(
         LIVENESS, lambda: ObservationStore.open(f"postgresql+psycopg://u:p@127.0.0.1:{port}/db")
     )
     assert isinstance(raised, DatabaseUnavailable), raised
@@ -99,7 +58,7 @@ def test_a_connect_timeout_in_the_url_wins_and_sets_the_network_bounds() -> None
     assert given["keepalives_idle"] == 2 and given["tcp_user_timeout"] == 2000
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"postgresql+psycopg://u:p@127.0.0.1:{silent.getsockname()[1]}/db?connect_timeout=2"
-        raised = _returns_within(LIVENESS, lambda: ObservationStore.open(url))
+        raised = returns_within(LIVENESS, lambda: ObservationStore.open(url))
     assert isinstance(raised, DatabaseUnavailable), raised
 
 
@@ -114,7 +73,7 @@ def test_the_same_store_works_again_once_the_server_is_back(cluster: Cluster, mo
 
         cluster.kill(mode)
         for call in (lambda: s.begin("c", 1), lambda: s.get("c", 0), store.pending):
-            raised = _returns_within(LIVENESS, call)
+            raised = returns_within(LIVENESS, call)
             assert isinstance(raised, DatabaseUnavailable), raised
             assert raised.session_id in (s.session_id, None)
         cluster.restart()
@@ -151,7 +110,7 @@ def test_no_ping_before_each_checkout() -> None:
 
 @pytest.mark.slow
 def test_a_bounded_campaign_loses_nothing_and_never_hangs() -> None:
-    _needs_server_programs()
+    needs_server_programs()
     seed = random.Random(os.getpid()).randrange(2**32)
     report = run_campaign(4, seed=seed, up=(0.3, 0.8), down=(0.0, 0.5))
     assert report.violations == [], f"seed {seed}: {report.violations[:10]}"
